@@ -1,0 +1,1 @@
+"""dqmon: streaming data-quality and observability monitor."""

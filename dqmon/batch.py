@@ -1,0 +1,41 @@
+"""MicroBatch: the rows sampled in one window, with the metadata the checks need."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import polars as pl
+
+
+@dataclass(frozen=True)
+class MicroBatch:
+    """A polars DataFrame of sampled rows plus where and when they came from.
+
+    `rows_seen` counts records read from the source in the window (before sampling),
+    `rows_sampled` the records selected for checking (decoded or not), `decode_errors`
+    the sampled records that could not be decoded, by bounded reason.
+    """
+
+    pipeline: str
+    dataset: str
+    df: pl.DataFrame
+    window_start: datetime
+    window_end: datetime
+    rows_seen: int
+    rows_sampled: int
+    decode_errors: Mapping[str, int] = field(default_factory=dict)
+    # partition -> (first offset, last offset) for Kafka; empty for other sources
+    offsets: Mapping[int, tuple[int, int]] = field(default_factory=dict)
+    # column holding the ingest (Kafka) timestamp, when the source provides one
+    ingest_time_column: str | None = None
+    trace_id: str | None = None
+
+    @property
+    def decode_error_count(self) -> int:
+        return sum(self.decode_errors.values())
+
+    @property
+    def rows_decoded(self) -> int:
+        return self.df.height

@@ -1,0 +1,34 @@
+"""Runtime settings from DQMON_* environment variables (secrets as SecretStr, never logged)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Where dqmon keeps state and which endpoints it talks to; every endpoint is configurable."""
+
+    model_config = SettingsConfigDict(env_prefix="DQMON_", frozen=True, extra="ignore")
+
+    data_dir: Path = Field(Path(".dqmon"), description="SQLite state store and other local state")
+    state_dsn: SecretStr | None = Field(
+        None, description="postgresql://... to keep state in PostgreSQL (shared by replicas)"
+    )
+    kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="default bootstrap servers")
+    http_host: str = "0.0.0.0"  # noqa: S104 - a sidecar's probes and scrapes arrive on the pod IP
+    http_port: int = Field(9464, ge=0, le=65535, description="/metrics, /healthz, /readyz")
+    slack_token: SecretStr | None = Field(None, description="bot token for chat.postMessage")
+    slack_webhook_url: SecretStr | None = Field(None, description="incoming-webhook URL")
+    slack_api_url: str = Field("https://slack.com/api/", description="Slack Web API base URL")
+    slack_default_channel: str | None = None
+    webhook_urls: dict[str, SecretStr] = Field(
+        default_factory=dict, description='generic webhooks by name, JSON: {"default": "https://..."}'
+    )
+    grafana_url: str | None = Field(None, description="Grafana base URL for links in alerts")
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: str = "INFO"
+    max_queue_batches: int = Field(8, ge=1, description="bounded queue of micro-batches per dataset")

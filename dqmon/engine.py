@@ -1,0 +1,155 @@
+"""The check engine: all checks of a dataset over one micro-batch, in one fused Polars query.
+
+Each check contributes aggregation expressions; the engine runs them as a single `select`
+(one scan of the batch). If the fused query fails (a type error in one check's expression),
+each check's expressions are retried alone so one broken check becomes an `error` result
+and the others still report. Nothing raised by a check escapes `evaluate`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from opentelemetry import trace
+
+from dqmon.batch import MicroBatch
+from dqmon.checks.base import Check, CheckContext, CheckResult, Status, utcnow
+from dqmon.checks.registry import build_check
+from dqmon.config.models import Dataset, Pipeline
+from dqmon.sources.facts import SourceFacts
+from dqmon.state.store import MemoryStateStore, StateStore
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("dqmon.engine")
+_SEP = "\x1f"
+
+
+class DatasetEngine:
+    """Evaluates one dataset's configured checks on its micro-batches and source facts."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        dataset: Dataset,
+        *,
+        base_dir: Path | None = None,
+        store: StateStore | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.pipeline = pipeline
+        self.dataset = dataset
+        self.ctx = CheckContext(
+            pipeline=pipeline,
+            dataset=dataset,
+            base_dir=base_dir or Path.cwd(),
+            store=store or MemoryStateStore(),
+            clock=clock,
+        )
+        self.checks: list[Check[Any]] = [
+            build_check(entry.kind, entry.spec, entry.check_name(), self.ctx) for entry in dataset.checks
+        ]
+
+    def evaluate(self, batch: MicroBatch) -> list[CheckResult]:
+        """Run every check on the batch; one result or more per check, never an exception."""
+        with tracer.start_as_current_span(
+            "dqmon.checks",
+            attributes={
+                "dqmon.pipeline": self.pipeline.pipeline,
+                "dqmon.dataset": self.dataset.name,
+                "dqmon.rows_sampled": batch.rows_sampled,
+                "dqmon.checks": len(self.checks),
+            },
+        ):
+            aggregates = self._aggregate(batch)
+            results: list[CheckResult] = []
+            for index, check in enumerate(self.checks):
+                with tracer.start_as_current_span(
+                    f"dqmon.check {check.name}",
+                    attributes={"dqmon.check": check.name, "dqmon.check.kind": check.kind},
+                ) as span:
+                    values = aggregates.get(index)
+                    if isinstance(values, Exception):
+                        produced = [check.error(f"could not evaluate: {_reason(values)}")]
+                    else:
+                        produced = self._finish(check, batch, values or {})
+                    worst = max((r.status for r in produced), default=Status.OK)
+                    span.set_attribute("dqmon.check.status", worst.label)
+                    results.extend(produced)
+            return results
+
+    def sweep(self, now: datetime, facts: SourceFacts | None = None) -> list[CheckResult]:
+        """Checks that judge time and source facts rather than rows: staleness, consumer lag."""
+        facts = facts or SourceFacts(observed_at=now)
+        results: list[CheckResult] = []
+        for check in self.checks:
+            try:
+                results.extend(check.on_facts(facts, now))
+            except Exception as exc:  # noqa: BLE001 - a broken check must not stop the others
+                log.exception("check %s failed on source facts", check.name)
+                results.append(check.error(f"could not evaluate source facts: {_reason(exc)}"))
+        return results
+
+    # ------------------------------------------------------------------ internals
+    def _expressions(self, schema: pl.Schema) -> dict[int, Sequence[pl.Expr] | Exception]:
+        exprs: dict[int, Sequence[pl.Expr] | Exception] = {}
+        for index, check in enumerate(self.checks):
+            try:
+                exprs[index] = [
+                    e.alias(f"{index}{_SEP}{e.meta.output_name()}") for e in check.aggregations(schema)
+                ]
+            except Exception as exc:  # noqa: BLE001 - reported as this check's error
+                exprs[index] = exc
+        return exprs
+
+    def _aggregate(self, batch: MicroBatch) -> dict[int, Mapping[str, Any] | Exception]:
+        exprs = self._expressions(batch.df.schema)
+        fused = [e for v in exprs.values() if not isinstance(v, Exception) for e in v]
+        out: dict[int, Mapping[str, Any] | Exception] = {
+            i: v for i, v in exprs.items() if isinstance(v, Exception)
+        }
+        if not fused:
+            return out
+        with tracer.start_as_current_span("dqmon.checks.aggregate", attributes={"dqmon.expressions": len(fused)}):
+            try:
+                row = _collect(batch.df, fused)
+                for index, values in exprs.items():
+                    if not isinstance(values, Exception):
+                        out[index] = _unprefix(row, index)
+                return out
+            except Exception:  # noqa: BLE001 - fall back to isolating the failing check
+                log.debug("fused check query failed; evaluating checks one by one", exc_info=True)
+            for index, values in exprs.items():
+                if isinstance(values, Exception) or not values:
+                    continue
+                try:
+                    out[index] = _unprefix(_collect(batch.df, list(values)), index)
+                except Exception as exc:  # noqa: BLE001
+                    out[index] = exc
+        return out
+
+    def _finish(self, check: Check[Any], batch: MicroBatch, values: Mapping[str, Any]) -> list[CheckResult]:
+        try:
+            return check.finish(batch, values)
+        except Exception as exc:  # noqa: BLE001 - a check's bug or bad data becomes an error result
+            log.debug("check %s raised", check.name, exc_info=True)
+            return [check.error(f"could not evaluate: {_reason(exc)}")]
+
+
+def _collect(df: pl.DataFrame, exprs: list[pl.Expr]) -> dict[str, Any]:
+    frame = df.lazy().select(exprs).collect(engine="in-memory")
+    return {name: frame.get_column(name)[0] if frame.height else None for name in frame.columns}
+
+
+def _unprefix(row: Mapping[str, Any], index: int) -> dict[str, Any]:
+    prefix = f"{index}{_SEP}"
+    return {k[len(prefix):]: v for k, v in row.items() if k.startswith(prefix)}
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__

@@ -1,0 +1,129 @@
+"""The state store: baselines and window-count history that must survive restarts.
+
+SQLite in the data dir by default. Values are JSON; every series is bounded by its caller.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from abc import ABC, abstractmethod
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from dqmon.errors import StateError
+
+
+class StateStore(ABC):
+    @abstractmethod
+    def get_baseline(self, key: str) -> Any | None: ...
+
+    @abstractmethod
+    def put_baseline(self, key: str, value: Any) -> None: ...
+
+    @abstractmethod
+    def append_count(self, series: str, at: datetime, count: float, keep: int) -> None:
+        """Record one window count; keep only the newest `keep` of the series."""
+
+    @abstractmethod
+    def counts(self, series: str, limit: int) -> list[tuple[datetime, float]]:
+        """The newest `limit` window counts of a series, oldest first."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+
+class MemoryStateStore(StateStore):
+    """A store that forgets on exit: for `dqmon check`, tests of users' checks, and backtests."""
+
+    def __init__(self) -> None:
+        self._baselines: dict[str, str] = {}
+        self._counts: dict[str, list[tuple[datetime, float]]] = {}
+
+    def get_baseline(self, key: str) -> Any | None:
+        raw = self._baselines.get(key)
+        return None if raw is None else json.loads(raw)
+
+    def put_baseline(self, key: str, value: Any) -> None:
+        self._baselines[key] = json.dumps(value)
+
+    def append_count(self, series: str, at: datetime, count: float, keep: int) -> None:
+        values = self._counts.setdefault(series, [])
+        values.append((at, float(count)))
+        del values[: max(0, len(values) - keep)]
+
+    def counts(self, series: str, limit: int) -> list[tuple[datetime, float]]:
+        return list(self._counts.get(series, [])[-limit:])
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS baselines (
+    key TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS window_counts (
+    series TEXT NOT NULL, at TEXT NOT NULL, count REAL NOT NULL, seq INTEGER PRIMARY KEY AUTOINCREMENT);
+CREATE INDEX IF NOT EXISTS window_counts_series ON window_counts(series, seq);
+"""
+
+
+class SqliteStateStore(StateStore):
+    """Embedded default. One connection guarded by a lock: dqmon's writes are small and rare."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.RLock()
+        try:
+            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot open state store {path}: {exc}") from exc
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        return self._db
+
+    @property
+    def lock(self) -> threading.RLock:
+        return self._lock
+
+    def _run(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise StateError(f"state store {self.path}: {exc}") from exc
+
+    def get_baseline(self, key: str) -> Any | None:
+        rows = self._run("SELECT value FROM baselines WHERE key = ?", (key,))
+        return json.loads(rows[0][0]) if rows else None
+
+    def put_baseline(self, key: str, value: Any) -> None:
+        self._run(
+            "INSERT INTO baselines(key, value, updated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            (key, json.dumps(value), datetime.now(UTC).isoformat()),
+        )
+
+    def append_count(self, series: str, at: datetime, count: float, keep: int) -> None:
+        with self._lock:
+            self._run("INSERT INTO window_counts(series, at, count) VALUES (?, ?, ?)",
+                      (series, at.isoformat(), float(count)))
+            self._run(
+                "DELETE FROM window_counts WHERE series = ? AND seq <= ("
+                " SELECT seq FROM window_counts WHERE series = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+                (series, series, keep),
+            )
+
+    def counts(self, series: str, limit: int) -> list[tuple[datetime, float]]:
+        rows = self._run(
+            "SELECT at, count FROM window_counts WHERE series = ? ORDER BY seq DESC LIMIT ?", (series, limit)
+        )
+        return [(datetime.fromisoformat(at), float(c)) for at, c in reversed(rows)]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
