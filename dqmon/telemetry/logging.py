@@ -1,0 +1,122 @@
+"""Structured logs: JSON lines for machines (Kubernetes), readable lines for a terminal.
+
+Every record passes a redaction filter that replaces configured secret values (tokens,
+passwords, DSNs) and any `scheme://user:password@` credentials before it is formatted,
+so a secret quoted in an exception message never reaches a log sink.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Literal, TextIO
+
+from opentelemetry import trace
+
+__all__ = ["JsonFormatter", "SecretRedactor", "configure_logging"]
+
+LogFormat = Literal["auto", "json", "console"]
+REDACTED = "***"
+# user:password@ in any URL-like DSN (postgresql://u:p@h, https://u:p@h)
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^\s:/@]*):(?P<pw>[^\s@/]+)@")
+# attributes every LogRecord has; anything else was passed via `extra=` and is emitted as a field
+_STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+_MIN_SECRET_LENGTH = 4  # shorter "secrets" would redact ordinary words
+
+
+class SecretRedactor(logging.Filter):
+    """Replaces secret values in a record's message, arguments, exception text and extras."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self._secrets: list[str] = []
+        self.add(secrets)
+
+    def add(self, secrets: Iterable[str]) -> None:
+        for secret in secrets:
+            if secret and len(secret) >= _MIN_SECRET_LENGTH and secret not in self._secrets:
+                self._secrets.append(secret)
+        # longest first so a secret containing another is replaced whole
+        self._secrets.sort(key=len, reverse=True)
+
+    def redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, REDACTED)
+        return _URL_CREDENTIALS.sub(rf"\g<scheme>\g<user>:{REDACTED}@", text)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # format once, then redact the final text: secrets may arrive through %-arguments
+        record.msg = self.redact(record.getMessage())
+        record.args = None
+        if record.exc_info and record.exc_info[0] is not None:
+            record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        for key, value in list(vars(record).items()):
+            if key not in _STANDARD_ATTRS and isinstance(value, str):
+                setattr(record, key, self.redact(value))
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line with time, level, logger, message, trace ids and extras."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        ctx = trace.get_current_span().get_span_context()
+        if ctx.is_valid:
+            entry["trace_id"] = format(ctx.trace_id, "032x")
+            entry["span_id"] = format(ctx.span_id, "016x")
+        for key, value in vars(record).items():
+            if key not in _STANDARD_ATTRS and not key.startswith("_"):
+                entry[key] = value if isinstance(value, str | int | float | bool | None) else str(value)
+        if record.exc_info and record.exc_info[0] is not None:
+            entry["exc"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            entry["exc"] = record.exc_text
+        return json.dumps(entry, ensure_ascii=False)
+
+
+_CONSOLE_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+def configure_logging(
+    fmt: LogFormat = "auto",
+    level: str | int = "INFO",
+    *,
+    secrets: Iterable[str] = (),
+    stream: TextIO | None = None,
+) -> SecretRedactor:
+    """Install one handler on the root logger; returns the redactor so secrets can be added later.
+
+    `auto` writes JSON unless the stream is a terminal. The redactor sits on the handler, so
+    records from every library (confluent-kafka callbacks, psycopg, slack-sdk) pass it.
+    """
+    stream = stream if stream is not None else sys.stderr
+    if fmt == "auto":
+        fmt = "console" if stream.isatty() else "json"
+    handler = logging.StreamHandler(stream)
+    handler.set_name("dqmon")
+    formatter: logging.Formatter = (
+        JsonFormatter() if fmt == "json" else logging.Formatter(_CONSOLE_FORMAT, "%H:%M:%S")
+    )
+    handler.setFormatter(formatter)
+    redactor = SecretRedactor(secrets)
+    handler.addFilter(redactor)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == "dqmon"]:
+        root.removeHandler(old)
+        old.close()
+    root.addHandler(handler)
+    root.setLevel(level.upper() if isinstance(level, str) else level)
+    return redactor

@@ -1,0 +1,381 @@
+"""Prometheus metrics: check results served at scrape time, plus dqmon's self-metrics.
+
+Everything is registered on an injected `CollectorRegistry`, so tests use a fresh one and
+several monitors can live in one process. Label values come from configuration (pipeline,
+dataset and check names, consumer groups, notifier names) or from fixed vocabularies
+(stage, status, reason, outcome); nothing is taken from the data. As a second guard,
+the number of check series per dataset is capped and overflow is counted, so a check that
+names its results after data values cannot blow up Prometheus.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from dqmon.batch import MicroBatch
+from dqmon.checks.base import CheckResult, Status
+from dqmon.sources.facts import SourceFacts
+
+__all__ = [
+    "BATCH_STAGES",
+    "DECODE_ERROR_REASONS",
+    "NOTIFICATION_OUTCOMES",
+    "DqmonMetrics",
+    "decode_reason_label",
+]
+
+#: micro-batch stages timed by `dqmon_batch_duration_seconds`
+BATCH_STAGES: tuple[str, ...] = ("fetch", "decode", "check")
+#: the only values the `reason` label of `dqmon_decode_errors_total` takes; others become "other"
+DECODE_ERROR_REASONS: tuple[str, ...] = (
+    "malformed_json",
+    "not_an_object",
+    "type_mismatch",
+    "schema_mismatch",
+    "unknown_schema",
+    "schema_registry",
+    "avro",
+    "encoding",
+    "empty",
+    "too_large",
+    "other",
+)
+#: the only values the `outcome` label of `dqmon_notifications_total` takes; others become "other"
+NOTIFICATION_OUTCOMES: tuple[str, ...] = ("delivered", "retried", "failed", "dropped", "other")
+STATE_STORE_OPERATIONS: tuple[str, ...] = ("read", "write", "connect", "other")
+
+# Seconds; batches span milliseconds (decode of a small sample) to tens of seconds (a slow fetch).
+_DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+_CHECK_LABELS = ("pipeline", "dataset", "check", "kind")
+_DATASET_LABELS = ("pipeline", "dataset")
+
+
+def decode_reason_label(reason: str) -> str:
+    """Map a decoder's reason to the bounded `reason` label (unknown reasons become "other")."""
+    return reason if reason in DECODE_ERROR_REASONS else "other"
+
+
+def _bounded(value: str, allowed: Sequence[str]) -> str:
+    return value if value in allowed else "other"
+
+
+@dataclass(frozen=True)
+class _LatestResult:
+    status: Status
+    value: float | None
+    evaluated_at: float
+    lower_bound: float | None
+    upper_bound: float | None
+
+
+def _number(details: Mapping[str, object], key: str) -> float | None:
+    raw = details.get(key)
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        return None
+    return float(raw)
+
+
+class _ScrapeTimeCollector(Collector):
+    """Serves the latest check results and time-dependent gauges when Prometheus scrapes.
+
+    Freshness lag is computed here (now - newest record time) so it keeps growing while a
+    source is silent, instead of freezing at the value of the last batch.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._results: dict[tuple[str, str, str, str], _LatestResult] = {}
+        self._newest: dict[tuple[str, str], float] = {}
+
+    def put_results(self, latest: Mapping[tuple[str, str, str, str], _LatestResult]) -> None:
+        with self._lock:
+            self._results.update(latest)
+
+    def forget_dataset(self, pipeline: str, dataset: str) -> None:
+        with self._lock:
+            for key in [k for k in self._results if k[:2] == (pipeline, dataset)]:
+                del self._results[key]
+            self._newest.pop((pipeline, dataset), None)
+
+    def series_count(self, pipeline: str, dataset: str) -> int:
+        with self._lock:
+            return sum(1 for k in self._results if k[:2] == (pipeline, dataset))
+
+    def known(self, key: tuple[str, str, str, str]) -> bool:
+        with self._lock:
+            return key in self._results
+
+    def put_newest_record_time(self, pipeline: str, dataset: str, epoch_seconds: float) -> None:
+        with self._lock:
+            self._newest[(pipeline, dataset)] = epoch_seconds
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families(now=0.0, results={}, newest={})
+
+    def collect(self) -> Iterable[Metric]:
+        with self._lock:
+            results = dict(self._results)
+            newest = dict(self._newest)
+        return self._families(now=time.time(), results=results, newest=newest)
+
+    @staticmethod
+    def _families(
+        now: float,
+        results: Mapping[tuple[str, str, str, str], _LatestResult],
+        newest: Mapping[tuple[str, str], float],
+    ) -> list[Metric]:
+        status = GaugeMetricFamily(
+            "dqmon_check_status",
+            "Last evaluation of a check: 0 ok, 1 warn, 2 fail, 3 error",
+            labels=_CHECK_LABELS,
+        )
+        value = GaugeMetricFamily(
+            "dqmon_check_value", "The observed value a check compared to its threshold", labels=_CHECK_LABELS
+        )
+        evaluated = GaugeMetricFamily(
+            "dqmon_check_last_evaluation_timestamp_seconds",
+            "Unix time of a check's last evaluation",
+            labels=_CHECK_LABELS,
+        )
+        lower = GaugeMetricFamily(
+            "dqmon_check_lower_bound",
+            "Lowest value the check accepts (declared or learned, e.g. an anomaly band)",
+            labels=_CHECK_LABELS,
+        )
+        upper = GaugeMetricFamily(
+            "dqmon_check_upper_bound",
+            "Highest value the check accepts (declared or learned, e.g. an anomaly band)",
+            labels=_CHECK_LABELS,
+        )
+        for key, latest in sorted(results.items()):
+            labels = list(key)
+            status.add_metric(labels, float(latest.status))
+            evaluated.add_metric(labels, latest.evaluated_at)
+            if latest.value is not None:
+                value.add_metric(labels, latest.value)
+            if latest.lower_bound is not None:
+                lower.add_metric(labels, latest.lower_bound)
+            if latest.upper_bound is not None:
+                upper.add_metric(labels, latest.upper_bound)
+        lag = GaugeMetricFamily(
+            "dqmon_freshness_lag_seconds",
+            "Now minus the newest record time the source knows of",
+            labels=_DATASET_LABELS,
+        )
+        for (pipeline, dataset), newest_at in sorted(newest.items()):
+            lag.add_metric([pipeline, dataset], max(0.0, now - newest_at))
+        return [status, value, evaluated, lower, upper, lag]
+
+
+class DqmonMetrics:
+    """All of dqmon's Prometheus metrics on one registry; the runtime calls the methods below.
+
+    Thread-safe: sources, the engine and notifiers call it from their own threads.
+    """
+
+    def __init__(
+        self, registry: CollectorRegistry | None = None, *, max_check_series_per_dataset: int = 500
+    ) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.max_check_series_per_dataset = max_check_series_per_dataset
+        self._lock = threading.Lock()
+        self._groups: dict[tuple[str, str], set[str]] = {}
+        self._scrape_time = _ScrapeTimeCollector()
+        self.registry.register(self._scrape_time)
+        r = self.registry
+        self.check_evaluations = Counter(
+            "dqmon_check_evaluations_total",
+            "Check evaluations by outcome",
+            [*_CHECK_LABELS, "status"],
+            registry=r,
+        )
+        self.check_series_dropped = Counter(
+            "dqmon_check_series_dropped_total",
+            "Check results not exported because the dataset reached its series cap",
+            _DATASET_LABELS,
+            registry=r,
+        )
+        self.batches = Counter("dqmon_batches_total", "Micro-batches evaluated", _DATASET_LABELS, registry=r)
+        self.rows_seen = Counter(
+            "dqmon_rows_seen_total", "Records read before sampling", _DATASET_LABELS, registry=r
+        )
+        self.rows_sampled = Counter(
+            "dqmon_rows_sampled_total", "Records selected for checking", _DATASET_LABELS, registry=r
+        )
+        self.decode_errors = Counter(
+            "dqmon_decode_errors_total",
+            "Sampled records that could not be decoded, by bounded reason",
+            [*_DATASET_LABELS, "reason"],
+            registry=r,
+        )
+        self.batch_duration = Histogram(
+            "dqmon_batch_duration_seconds",
+            "Time per micro-batch stage (fetch, decode, check)",
+            [*_DATASET_LABELS, "stage"],
+            buckets=_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.source_up = Gauge(
+            "dqmon_source_up", "1 when the source is reachable, else 0", _DATASET_LABELS, registry=r
+        )
+        self.consumer_lag_messages = Gauge(
+            "dqmon_consumer_lag_messages",
+            "Messages the pipeline's own consumer group is behind (high watermark - committed)",
+            [*_DATASET_LABELS, "group"],
+            registry=r,
+        )
+        self.consumer_lag_seconds = Gauge(
+            "dqmon_consumer_lag_seconds",
+            "Age of the oldest message the pipeline's own consumer group has not committed",
+            [*_DATASET_LABELS, "group"],
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "dqmon_queue_depth_batches", "Micro-batches waiting for the engine", _DATASET_LABELS, registry=r
+        )
+        self.dropped_batches = Counter(
+            "dqmon_dropped_batches_total",
+            "Micro-batches dropped because the engine queue was full",
+            _DATASET_LABELS,
+            registry=r,
+        )
+        self.alerts_firing = Gauge(
+            "dqmon_alerts_firing", "Alerts in state firing", ["pipeline", "severity"], registry=r
+        )
+        self.slo_budget_remaining = Gauge(
+            "dqmon_slo_error_budget_remaining_ratio",
+            "Share of the SLO's error budget left in its window (1 untouched, 0 or less exhausted)",
+            ["pipeline", "slo"],
+            registry=r,
+        )
+        self.slo_burn_rate = Gauge(
+            "dqmon_slo_burn_rate",
+            "How fast the error budget burns over a window (1 = exactly exhausted at the period's end)",
+            ["pipeline", "slo", "window"],
+            registry=r,
+        )
+        self.notifications = Counter(
+            "dqmon_notifications_total",
+            "Notification attempts by notifier and outcome",
+            ["notifier", "outcome"],
+            registry=r,
+        )
+        self.state_store_errors = Counter(
+            "dqmon_state_store_errors_total", "State store failures", ["operation"], registry=r
+        )
+        for operation in STATE_STORE_OPERATIONS:
+            self.state_store_errors.labels(operation)
+
+    # ------------------------------------------------------------------ declarations
+    def declare_dataset(self, pipeline: str, dataset: str) -> None:
+        """Create a dataset's series at zero so rate() and alerts work before the first error."""
+        for reason in DECODE_ERROR_REASONS:
+            self.decode_errors.labels(pipeline, dataset, reason)
+        for stage in BATCH_STAGES:
+            self.batch_duration.labels(pipeline, dataset, stage)
+        for counter in (self.batches, self.rows_seen, self.rows_sampled, self.dropped_batches):
+            counter.labels(pipeline, dataset)
+        self.check_series_dropped.labels(pipeline, dataset)
+        self.queue_depth.labels(pipeline, dataset)
+
+    def declare_notifier(self, notifier: str) -> None:
+        """Create a notifier's series at zero so a failure rate is visible from the first one."""
+        for outcome in NOTIFICATION_OUTCOMES:
+            self.notifications.labels(notifier, outcome)
+
+    def forget_dataset(self, pipeline: str, dataset: str) -> None:
+        """Drop a dataset's check series (after a config reload removed it)."""
+        self._scrape_time.forget_dataset(pipeline, dataset)
+
+    # ------------------------------------------------------------------ micro-batches
+    def observe_batch(self, batch: MicroBatch, stage_seconds: Mapping[str, float]) -> None:
+        """Count a micro-batch's rows and decode errors and time its stages."""
+        labels = (batch.pipeline, batch.dataset)
+        self.batches.labels(*labels).inc()
+        self.rows_seen.labels(*labels).inc(max(0, batch.rows_seen))
+        self.rows_sampled.labels(*labels).inc(max(0, batch.rows_sampled))
+        for reason, count in batch.decode_errors.items():
+            if count > 0:
+                self.decode_errors.labels(*labels, decode_reason_label(reason)).inc(count)
+        for stage, seconds in stage_seconds.items():
+            if seconds >= 0:
+                self.batch_duration.labels(*labels, _bounded(stage, BATCH_STAGES)).observe(seconds)
+
+    def record_results(self, results: Sequence[CheckResult]) -> None:
+        """Publish check results: the latest per check for the gauges, each one for the counter."""
+        latest: dict[tuple[str, str, str, str], _LatestResult] = {}
+        for result in results:
+            key = (result.pipeline, result.dataset, result.check, result.kind)
+            if key not in latest and not self._admit(key, pending=len(latest)):
+                self.check_series_dropped.labels(result.pipeline, result.dataset).inc()
+                continue
+            self.check_evaluations.labels(*key, result.status.label).inc()
+            latest[key] = _LatestResult(
+                status=result.status,
+                value=result.value,
+                evaluated_at=result.evaluated_at.timestamp(),
+                lower_bound=_number(result.details, "lower_bound"),
+                upper_bound=_number(result.details, "upper_bound"),
+            )
+        self._scrape_time.put_results(latest)
+
+    def _admit(self, key: tuple[str, str, str, str], pending: int) -> bool:
+        if self._scrape_time.known(key):
+            return True
+        used = self._scrape_time.series_count(key[0], key[1]) + pending
+        return used < self.max_check_series_per_dataset
+
+    # ------------------------------------------------------------------ sources
+    def observe_facts(self, pipeline: str, dataset: str, facts: SourceFacts) -> None:
+        """Source reachability, newest record time and the pipeline's consumer lag."""
+        self.set_source_up(pipeline, dataset, facts.up)
+        if facts.newest_record_time is not None:
+            self._scrape_time.put_newest_record_time(pipeline, dataset, facts.newest_record_time.timestamp())
+        with self._lock:
+            previous = self._groups.get((pipeline, dataset), set())
+            current = set(facts.consumer_lag)
+            self._groups[(pipeline, dataset)] = current
+        for group in previous - current:
+            for gauge in (self.consumer_lag_messages, self.consumer_lag_seconds):
+                # a group removed from config; its seconds series may never have existed
+                with contextlib.suppress(KeyError):
+                    gauge.remove(pipeline, dataset, group)
+        for group, lag in facts.consumer_lag.items():
+            self.consumer_lag_messages.labels(pipeline, dataset, group).set(lag.messages)
+            if lag.seconds is not None:
+                self.consumer_lag_seconds.labels(pipeline, dataset, group).set(lag.seconds)
+
+    def set_source_up(self, pipeline: str, dataset: str, up: bool) -> None:
+        self.source_up.labels(pipeline, dataset).set(1.0 if up else 0.0)
+
+    def set_queue_depth(self, pipeline: str, dataset: str, depth: int) -> None:
+        self.queue_depth.labels(pipeline, dataset).set(depth)
+
+    def count_dropped_batch(self, pipeline: str, dataset: str) -> None:
+        self.dropped_batches.labels(pipeline, dataset).inc()
+
+    # ------------------------------------------------------------------ alerts, SLOs, notifiers, state
+    def set_alerts_firing(self, pipeline: str, severity: str, count: int) -> None:
+        self.alerts_firing.labels(pipeline, severity).set(count)
+
+    def set_slo(
+        self, pipeline: str, slo: str, budget_remaining: float, burn_rates: Mapping[str, float]
+    ) -> None:
+        """SLO state; `burn_rates` maps a window label (e.g. "1h", "5m") to its burn rate."""
+        self.slo_budget_remaining.labels(pipeline, slo).set(budget_remaining)
+        for window, rate in burn_rates.items():
+            self.slo_burn_rate.labels(pipeline, slo, window).set(rate)
+
+    def count_notification(self, notifier: str, outcome: str) -> None:
+        self.notifications.labels(notifier, _bounded(outcome, NOTIFICATION_OUTCOMES)).inc()
+
+    def count_state_store_error(self, operation: str) -> None:
+        self.state_store_errors.labels(_bounded(operation, STATE_STORE_OPERATIONS)).inc()
