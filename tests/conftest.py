@@ -2,4 +2,5 @@
 
 pytest_plugins: list[str] = [
     # each real component's fixtures in its own module (broker, postgres, prometheus, slack_api, ...)
+    "tests.fixtures.postgres",
 ]
