@@ -31,6 +31,8 @@ class MicroBatch:
     # column holding the ingest (Kafka) timestamp, when the source provides one
     ingest_time_column: str | None = None
     trace_id: str | None = None
+    # records produced in the window per broker watermarks (volume at any sampling rate)
+    rows_produced: int | None = None
 
     @property
     def decode_error_count(self) -> int:
@@ -39,3 +41,13 @@ class MicroBatch:
     @property
     def rows_decoded(self) -> int:
         return self.df.height
+
+
+# Columns a source adds beside the record's own fields; schema checks ignore them.
+KAFKA_METADATA_COLUMNS = frozenset({"_partition", "_offset", "_timestamp", "_key"})
+HEADER_COLUMN_PREFIX = "_header_"
+INGEST_TIME_COLUMN = "_timestamp"
+
+
+def is_metadata_column(name: str) -> bool:
+    return name in KAFKA_METADATA_COLUMNS or name.startswith(HEADER_COLUMN_PREFIX)

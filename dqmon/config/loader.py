@@ -287,7 +287,12 @@ def _clean(doc: _Doc, path: tuple[Any, ...], *, keep_last: bool = False) -> tupl
 
 
 def _cross_references(doc: _Doc, pipeline: Pipeline, problems: list[ConfigProblem]) -> None:
-    slos = {s.name for s in pipeline.slos}
+    slos: set[str] = set()
+    for s_index, slo in enumerate(pipeline.slos):
+        if slo.name in slos:
+            path = ("slos", s_index, "name")
+            problems.append(ConfigProblem(doc.loc(path), _dotted(path), f"duplicate SLO name {slo.name!r}"))
+        slos.add(slo.name)
     seen_datasets: set[str] = set()
     base = doc.file.parent
     for d_index, dataset in enumerate(pipeline.datasets):
@@ -297,8 +302,18 @@ def _cross_references(doc: _Doc, pipeline: Pipeline, problems: list[ConfigProble
                 ConfigProblem(doc.loc((*d_path, "name")), _dotted((*d_path, "name")), "duplicate dataset name")
             )
         seen_datasets.add(dataset.name)
+        seen_checks: set[str] = set()
         for c_index, entry in enumerate(dataset.checks):
             c_path = (*d_path, "checks", c_index, entry.kind)
+            if entry.check_name() in seen_checks:
+                problems.append(
+                    ConfigProblem(
+                        doc.loc((*d_path, "checks", c_index)),
+                        _dotted((*d_path, "checks", c_index)),
+                        f"another check is named {entry.check_name()!r}; give one of them `name:`",
+                    )
+                )
+            seen_checks.add(entry.check_name())
             spec = entry.spec
             if spec.slo is not None and spec.slo not in slos:
                 known = ", ".join(sorted(slos)) or "none declared"

@@ -101,16 +101,6 @@ class Dataset(StrictModel):
     max_rows: int = Field(100_000, ge=1, description="micro-batch size bound")
     checks: list[CheckEntry] = Field(default_factory=list)
 
-    @model_validator(mode="after")
-    def _unique_check_names(self) -> Dataset:
-        seen: set[str] = set()
-        for entry in self.checks:
-            name = entry.check_name()
-            if name in seen:
-                raise ValueError(f"two checks named {name!r}: give one of them a distinct name:")
-            seen.add(name)
-        return self
-
 
 # --------------------------------------------------------------------------- SLOs and alerts
 
@@ -191,16 +181,6 @@ class Pipeline(StrictModel):
     slos: list[Slo] = Field(default_factory=list)
     alerts: AlertPolicy = Field(default_factory=AlertPolicy)
     datasets: list[Dataset] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _references(self) -> Pipeline:
-        slo_names = [s.name for s in self.slos]
-        if len(set(slo_names)) != len(slo_names):
-            raise ValueError("SLO names must be unique within a pipeline")
-        names = [d.name for d in self.datasets]
-        if len(set(names)) != len(names):
-            raise ValueError("dataset names must be unique within a pipeline")
-        return self
 
     @property
     def name(self) -> str:

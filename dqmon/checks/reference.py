@@ -1,0 +1,99 @@
+"""Reference samples for distribution checks: a declared file, or a rolling window of batches.
+
+Bounded: each batch contributes at most `max_rows // 20` evenly spaced order statistics (a
+quantile sketch that keeps the shape), and the window is cut to `max_rows` values in total.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from dqmon.config.checks import Reference
+from dqmon.state.store import StateStore
+
+PERSIST_EVERY_SECONDS = 60.0
+
+
+def read_frame(path: Path) -> pl.DataFrame:
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        return pl.read_parquet(path)
+    if suffix == ".csv":
+        return pl.read_csv(path)
+    return pl.read_ndjson(path)
+
+
+def thin(values: np.ndarray[Any, Any], limit: int) -> np.ndarray[Any, Any]:
+    """At most `limit` values that keep the distribution: evenly spaced order statistics."""
+    if values.size <= limit:
+        return values
+    ordered = np.sort(values)
+    index = np.linspace(0, ordered.size - 1, limit).round().astype(np.int64)
+    return ordered[index]
+
+
+@dataclass
+class _Chunk:
+    at: float
+    values: np.ndarray[Any, Any]
+
+
+class RollingReference:
+    """Per-segment rolling reference samples, persisted (throttled) in the state store."""
+
+    def __init__(self, spec: Reference, store: StateStore, key: str, max_segments: int) -> None:
+        assert spec.rolling is not None
+        self.window = spec.rolling.total_seconds()
+        self.max_rows = spec.max_rows
+        self.per_batch = max(100, spec.max_rows // 20)
+        self.max_segments = max_segments
+        self.store = store
+        self.key = key
+        self.segments: dict[str, deque[_Chunk]] = {}
+        self._persisted_at = 0.0
+        self._restore()
+
+    def sample(self, segment: str, now: float) -> np.ndarray[Any, Any]:
+        chunks = self._prune(segment, now)
+        if not chunks:
+            return np.array([])
+        return np.concatenate([c.values for c in chunks])
+
+    def add(self, segment: str, values: np.ndarray[Any, Any], now: float) -> None:
+        if values.size == 0:
+            return
+        if segment not in self.segments and len(self.segments) >= self.max_segments:
+            return
+        chunks = self.segments.setdefault(segment, deque())
+        chunks.append(_Chunk(now, thin(values, self.per_batch)))
+        total = sum(c.values.size for c in chunks)
+        while chunks and total > self.max_rows:
+            total -= chunks.popleft().values.size
+        if now - self._persisted_at >= PERSIST_EVERY_SECONDS:
+            self._persist(now)
+
+    def _prune(self, segment: str, now: float) -> deque[_Chunk]:
+        chunks = self.segments.get(segment, deque())
+        while chunks and chunks[0].at < now - self.window:
+            chunks.popleft()
+        return chunks
+
+    def _persist(self, now: float) -> None:
+        self._persisted_at = now
+        payload = {
+            seg: [[c.at, c.values.tolist()] for c in chunks] for seg, chunks in self.segments.items()
+        }
+        self.store.put_baseline(self.key, payload)
+
+    def _restore(self) -> None:
+        stored = self.store.get_baseline(self.key)
+        if not isinstance(stored, dict):
+            return
+        for segment, chunks in stored.items():
+            self.segments[segment] = deque(_Chunk(float(at), np.asarray(vals)) for at, vals in chunks)

@@ -1,0 +1,88 @@
+"""Statistics used by the checks, on numpy arrays (vectorised, checked against scipy in tests)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+PSI_EPSILON = 1e-4
+
+
+def ks_statistic(reference_sorted: FloatArray, current_sorted: FloatArray) -> float:
+    """Two-sample Kolmogorov-Smirnov D on sorted samples (the statistic scipy's ks_2samp reports)."""
+    n, m = reference_sorted.size, current_sorted.size
+    if n == 0 or m == 0:
+        return float("nan")
+    points = np.concatenate([reference_sorted, current_sorted])
+    cdf_ref = np.searchsorted(reference_sorted, points, side="right") / n
+    cdf_cur = np.searchsorted(current_sorted, points, side="right") / m
+    return float(np.max(np.abs(cdf_ref - cdf_cur)))
+
+
+def ks_pvalue(d: float, n: int, m: int) -> float:
+    """Asymptotic two-sided p-value of D (Kolmogorov distribution)."""
+    from scipy.special import kolmogorov
+
+    if n == 0 or m == 0 or not np.isfinite(d):
+        return float("nan")
+    en = np.sqrt(n * m / (n + m))
+    return float(kolmogorov((en + 0.12 + 0.11 / en) * d))
+
+
+def quantile_edges(reference: FloatArray, bins: int) -> FloatArray:
+    """Interior bin edges at the reference's quantiles, deduplicated (ties collapse bins)."""
+    qs = np.linspace(0.0, 1.0, bins + 1)[1:-1]
+    return np.unique(np.quantile(reference, qs))
+
+
+def bin_counts(values: FloatArray, edges: FloatArray) -> npt.NDArray[np.int64]:
+    """Counts per bin (-inf, e1], (e1, e2], ..., (ek, inf)."""
+    index = np.searchsorted(edges, values, side="left")
+    return np.bincount(index, minlength=edges.size + 1).astype(np.int64)
+
+
+def psi(reference_counts: Sequence[float] | FloatArray, current_counts: Sequence[float] | FloatArray) -> float:
+    """Population stability index over matching bins; empty bins clipped to PSI_EPSILON."""
+    ref = np.asarray(reference_counts, dtype=np.float64)
+    cur = np.asarray(current_counts, dtype=np.float64)
+    if ref.sum() <= 0 or cur.sum() <= 0:
+        return float("nan")
+    p = np.clip(ref / ref.sum(), PSI_EPSILON, None)
+    q = np.clip(cur / cur.sum(), PSI_EPSILON, None)
+    return float(np.sum((q - p) * np.log(q / p)))
+
+
+def chi_square(reference_counts: FloatArray, current_counts: FloatArray) -> tuple[float, float]:
+    """Chi-square of current counts against reference proportions: (statistic, p-value)."""
+    from scipy.stats import chi2
+
+    ref = np.asarray(reference_counts, dtype=np.float64)
+    cur = np.asarray(current_counts, dtype=np.float64)
+    expected = np.clip(ref / ref.sum(), PSI_EPSILON, None)
+    expected = expected / expected.sum() * cur.sum()
+    statistic = float(np.sum((cur - expected) ** 2 / expected))
+    dof = max(1, ref.size - 1)
+    return statistic, float(chi2.sf(statistic, dof))
+
+
+@dataclass(frozen=True)
+class RobustScore:
+    median: float
+    scale: float
+    z: float
+
+    def band(self, sensitivity: float) -> tuple[float, float]:
+        return self.median - sensitivity * self.scale, self.median + sensitivity * self.scale
+
+
+def robust_z(history: FloatArray, value: float) -> RobustScore:
+    """Median/MAD z-score. The MAD is scaled to a normal σ (×1.4826) and floored at 5% of the
+    median (and at 1) so a perfectly regular history does not make every wobble an anomaly."""
+    median = float(np.median(history))
+    mad = float(np.median(np.abs(history - median)))
+    scale = max(1.4826 * mad, 0.05 * abs(median), 1.0)
+    return RobustScore(median=median, scale=scale, z=(value - median) / scale)

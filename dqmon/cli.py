@@ -1,0 +1,108 @@
+"""The `dqmon` command line: run, demo, validate, schema, check."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dqmon.errors import ConfigError, DqmonError
+
+app = typer.Typer(
+    help="dqmon: streaming data-quality and observability monitor.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ChecksDir = Annotated[Path, typer.Option("--checks", "-c", help="checks directory (YAML files)")]
+
+
+def _fail_config(exc: ConfigError) -> None:
+    for problem in exc.problems:
+        typer.echo(str(problem), err=True)
+    typer.echo(f"rejected: {len(exc.problems)} problem(s); nothing was loaded", err=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def validate(directory: Annotated[Path, typer.Argument(help="checks directory or file")]) -> None:
+    """Validate a checks directory; print `file:line:col: key.path: reason` for every problem."""
+    from dqmon.config.loader import load_checks
+
+    try:
+        config = load_checks(directory)
+    except ConfigError as exc:
+        _fail_config(exc)
+        return
+    datasets = sum(len(p.datasets) for p in config.pipelines)
+    checks = sum(len(d.checks) for p in config.pipelines for d in p.datasets)
+    typer.echo(
+        f"ok: {len(config.files)} file(s), {len(config.pipelines)} pipeline(s), "
+        f"{datasets} dataset(s), {checks} check(s)"
+    )
+    for pipeline in config.pipelines:
+        for dataset in pipeline.datasets:
+            kinds = ", ".join(entry.check_name() for entry in dataset.checks)
+            typer.echo(f"  {pipeline.pipeline}/{dataset.name} [{dataset.source.kind}]: {kinds}")
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of checks files (for editor completion)."""
+    from dqmon.config.schema import checks_json_schema
+
+    typer.echo(json.dumps(checks_json_schema(), indent=2))
+
+
+@app.command()
+def check(
+    file: Annotated[Path, typer.Argument(help="NDJSON, Parquet or CSV file holding one micro-batch")],
+    checks: ChecksDir,
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="dataset name or pipeline/dataset")],
+    as_json: Annotated[bool, typer.Option("--json", help="print results as JSON lines")] = False,
+    now: Annotated[
+        str | None, typer.Option("--now", help="evaluate as of this ISO-8601 time (default: now)")
+    ] = None,
+) -> None:
+    """Run a dataset's checks once over a file; exit 1 when any check fails or errors."""
+    from dqmon.config.loader import load_checks
+    from dqmon.testing import read_batch_file, render_results, run_checks
+
+    try:
+        config = load_checks(checks)
+        pipeline, ds = config.find_dataset(dataset)
+    except ConfigError as exc:
+        _fail_config(exc)
+        return
+    except KeyError as exc:
+        typer.echo(str(exc.args[0]), err=True)
+        raise typer.Exit(2) from None
+    at = datetime.fromisoformat(now.replace("Z", "+00:00")) if now else datetime.now(UTC)
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    try:
+        frame = read_batch_file(file)
+    except (OSError, DqmonError, ValueError) as exc:
+        typer.echo(f"cannot read {file}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    results = run_checks(frame, pipeline, ds, base_dir=config.base_dir(pipeline.pipeline), now=at)
+    if as_json:
+        for result in results:
+            typer.echo(json.dumps(result.to_dict(), default=str))
+    else:
+        render_results(results)
+    if any(r.failed for r in results):
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    try:
+        app()
+    except DqmonError as exc:
+        typer.echo(f"dqmon: {exc}", err=True)
+        sys.exit(2)
