@@ -76,11 +76,20 @@ class _LatestResult:
     upper_bound: float | None
 
 
-def _number(details: Mapping[str, object], key: str) -> float | None:
-    raw = details.get(key)
+def _number(raw: object) -> float | None:
     if isinstance(raw, bool) or not isinstance(raw, int | float):
         return None
     return float(raw)
+
+
+def _bounds(details: Mapping[str, object]) -> tuple[float | None, float | None]:
+    """A check's accepted range from its details: `lower_bound`/`upper_bound`, or a `band` pair."""
+    lower, upper = _number(details.get("lower_bound")), _number(details.get("upper_bound"))
+    band = details.get("band")
+    if isinstance(band, list | tuple) and len(band) == 2:
+        lower = lower if lower is not None else _number(band[0])
+        upper = upper if upper is not None else _number(band[1])
+    return lower, upper
 
 
 class _ScrapeTimeCollector(Collector):
@@ -318,12 +327,13 @@ class DqmonMetrics:
                 self.check_series_dropped.labels(result.pipeline, result.dataset).inc()
                 continue
             self.check_evaluations.labels(*key, result.status.label).inc()
+            lower, upper = _bounds(result.details)
             latest[key] = _LatestResult(
                 status=result.status,
                 value=result.value,
                 evaluated_at=result.evaluated_at.timestamp(),
-                lower_bound=_number(result.details, "lower_bound"),
-                upper_bound=_number(result.details, "upper_bound"),
+                lower_bound=lower,
+                upper_bound=upper,
             )
         self._scrape_time.put_results(latest)
 
