@@ -9,11 +9,22 @@ import json
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from dqmon.errors import StateError
+from dqmon.state.outbox import (
+    AlertTablesMixin,
+    Cursor,
+    NewNotification,
+    OutboxItem,
+    OutboxStatus,
+    StoredAlertState,
+    schema_sql,
+)
 
 
 class StateStore(ABC):
@@ -31,16 +42,88 @@ class StateStore(ABC):
     def counts(self, series: str, limit: int) -> list[tuple[datetime, float]]:
         """The newest `limit` window counts of a series, oldest first."""
 
+    # ------------------------------------------------------------------ alert states and outbox
+    # (implemented once in state/outbox.py:AlertTablesMixin; see there for the delivery contract)
+    @abstractmethod
+    def load_alert_states(self, pipeline: str) -> dict[str, StoredAlertState]: ...
+
+    @abstractmethod
+    def commit_alerts(
+        self, states: Sequence[StoredAlertState], notifications: Sequence[NewNotification], now: float
+    ) -> None:
+        """Write changed alert states and the notifications they cause in one transaction."""
+
+    @abstractmethod
+    def get_thread(self, thread_key: str, target: str) -> str | None: ...
+
+    @abstractmethod
+    def claim_outbox(self, now: float, limit: int, lease_seconds: float, owner: str) -> list[OutboxItem]: ...
+
+    @abstractmethod
+    def complete_outbox(self, item: OutboxItem, now: float, thread_ref: str | None) -> None: ...
+
+    @abstractmethod
+    def retry_outbox(self, item: OutboxItem, next_attempt_at: float, error: str) -> None: ...
+
+    @abstractmethod
+    def fail_outbox(self, item: OutboxItem, now: float, error: str) -> None: ...
+
+    @abstractmethod
+    def release_outbox_leases(self, owner: str | None = None) -> int: ...
+
+    @abstractmethod
+    def outbox_items(self, status: OutboxStatus | None = None) -> list[OutboxItem]: ...
+
+    @abstractmethod
+    def outbox_counts(self) -> dict[str, int]: ...
+
+    @abstractmethod
+    def prune_outbox(self, before: float) -> int: ...
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
 
 
-class MemoryStateStore(StateStore):
+@contextmanager
+def sqlite_transaction(db: sqlite3.Connection, lock: threading.RLock, where: str) -> Iterator[Cursor]:
+    """One IMMEDIATE transaction (the connection is in autocommit mode), errors as StateError."""
+    with lock:
+        cur = db.cursor()
+        try:
+            cur.execute("BEGIN IMMEDIATE")
+            yield cur
+            cur.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise StateError(f"state store {where}: {exc}") from exc
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        finally:
+            cur.close()
+
+
+_SQLITE_ID = "INTEGER PRIMARY KEY AUTOINCREMENT"
+
+
+class MemoryStateStore(AlertTablesMixin, StateStore):
     """A store that forgets on exit: for `dqmon check`, tests of users' checks, and backtests."""
 
     def __init__(self) -> None:
         self._baselines: dict[str, str] = {}
         self._counts: dict[str, list[tuple[datetime, float]]] = {}
+        # alert states and outbox: an in-memory SQLite database, so the semantics are the real ones
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+        for statement in schema_sql(_SQLITE_ID):
+            self._db.execute(statement)
+
+    @contextmanager
+    def _tx(self) -> Iterator[Cursor]:
+        with sqlite_transaction(self._db, self._lock, ":memory:") as cur:
+            yield cur
 
     def get_baseline(self, key: str) -> Any | None:
         raw = self._baselines.get(key)
@@ -67,7 +150,7 @@ CREATE INDEX IF NOT EXISTS window_counts_series ON window_counts(series, seq);
 """
 
 
-class SqliteStateStore(StateStore):
+class SqliteStateStore(AlertTablesMixin, StateStore):
     """Embedded default. One connection guarded by a lock: dqmon's writes are small and rare."""
 
     def __init__(self, path: Path) -> None:
@@ -79,8 +162,15 @@ class SqliteStateStore(StateStore):
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            for statement in schema_sql(_SQLITE_ID):
+                self._db.execute(statement)
         except sqlite3.Error as exc:
             raise StateError(f"cannot open state store {path}: {exc}") from exc
+
+    @contextmanager
+    def _tx(self) -> Iterator[Cursor]:
+        with sqlite_transaction(self._db, self._lock, str(self.path)) as cur:
+            yield cur
 
     @property
     def connection(self) -> sqlite3.Connection:
