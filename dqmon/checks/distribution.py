@@ -37,7 +37,8 @@ class DistributionCheck(Check[DistributionSpec]):
         super().__init__(spec, name, ctx)
         self.rolling: RollingReference | None = None
         self.fixed: dict[str, np.ndarray[Any, Any]] | None = None
-        self.fixed_error: str | None = None
+        # numeric or categorical, fixed by the first batch (or the spec) so a retyped column is an error
+        self._mode: bool | None = spec.categorical
         if spec.reference.rolling is not None:
             self.rolling = RollingReference(spec.reference, ctx.store, self.state_key("reference"),
                                             spec.max_segments)
@@ -151,7 +152,18 @@ class DistributionCheck(Check[DistributionSpec]):
             if batch.rows_decoded == 0:
                 return [self.result(Status.OK, None, threshold, "empty batch")]
             return [self.result(self.violation, None, threshold, f"column {self.spec.column!r} missing")]
-        categorical = self._categorical(batch.df.schema[self.spec.column])
+        dtype = batch.df.schema[self.spec.column]
+        categorical = self._categorical(dtype)
+        if dtype == pl.Null:
+            return [self.result(Status.OK, None, threshold, f"column {self.spec.column!r} is all null")]
+        if self._mode is None:
+            self._mode = categorical
+        if categorical != self._mode or (categorical and self.spec.metric == "ks"):
+            return [self.error(f"column {self.spec.column!r} is {dtype}; this check compares "
+                               f"{'categories' if self._mode else 'numeric values'} and {self.spec.metric} "
+                               f"needs {'a numeric' if self.spec.metric == 'ks' else 'the same kind of'} column")]
+        if not categorical and self.spec.metric in ("unseen", "chi2"):
+            return [self.error(f"{self.spec.metric} needs a categorical column; {self.spec.column!r} is {dtype}")]
         now = self.ctx.clock().timestamp()
         current = self._current(batch, aggregates)
         scores: dict[str, float] = {}

@@ -25,6 +25,8 @@ class SqlCheck(Check[SqlSpec]):
         if self.spec.max is not None:
             bounds.append(f"<= {self.spec.max:g}")
         threshold = " and ".join(bounds)
+        if batch.rows_decoded == 0:
+            return [self.result(Status.OK, None, threshold, "empty batch: query not run")]
         with pl.SQLContext(batch=batch.df.lazy()) as ctx:
             frame = ctx.execute(self.spec.query).collect(engine="in-memory")
         if frame.height != 1 or not frame.columns:
@@ -32,8 +34,6 @@ class SqlCheck(Check[SqlSpec]):
         column = "value" if "value" in frame.columns else frame.columns[0]
         raw = frame.get_column(column)[0]
         if raw is None:
-            if batch.rows_decoded == 0:
-                return [self.result(Status.OK, None, threshold, "empty batch")]
             return [self.error("query returned null")]
         if not isinstance(raw, int | float):
             return [self.error(f"query's {column} is {type(raw).__name__}, not a number")]

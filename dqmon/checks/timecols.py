@@ -12,6 +12,8 @@ def epoch_seconds(column: str, dtype: pl.DataType) -> pl.Expr:
     milliseconds/microseconds/nanoseconds when their magnitude says so.
     """
     col = pl.col(column)
+    if dtype == pl.Null:
+        return col.cast(pl.Float64)
     if isinstance(dtype, pl.Datetime):
         return col.dt.epoch("us").cast(pl.Float64) / 1e6
     if isinstance(dtype, pl.Date):
