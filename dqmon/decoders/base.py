@@ -1,0 +1,36 @@
+"""The decoder contract: the value bytes of a whole micro-batch in, one DataFrame out."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """Rows decoded from a batch; `kept[i]` says whether input record i produced a row.
+
+    Rows of `df` are the kept records in input order, so per-record metadata (partition,
+    offset, ...) lines up with `metadata[kept]`. `errors` counts the others by bounded reason.
+    """
+
+    df: pl.DataFrame
+    kept: npt.NDArray[np.bool_]
+    errors: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def error_count(self) -> int:
+        return sum(self.errors.values())
+
+
+class Decoder(Protocol):
+    """Decodes record values; never raises on bad records (they are counted by reason)."""
+
+    reasons: tuple[str, ...]
+
+    def decode(self, values: Sequence[bytes]) -> Decoded: ...

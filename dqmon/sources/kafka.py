@@ -1,0 +1,463 @@
+"""KafkaSource: a sampling consumer that never disturbs the pipeline it watches.
+
+* modes: `group` joins dqmon's own group (`dqmon.<pipeline>.<dataset>` by default) so replicas
+  share partitions; `assign` reads every partition without a group.
+* offsets: dqmon never commits, not even to its own group (auto-commit and offset store are
+  off and no commit call exists here). A monitor restarts at its `start` position: freshness
+  and volume describe now, and re-reading history after a restart would only replay old alerts.
+* sampling is decided from (partition, offset) before any value is decoded.
+* micro-batches close when the window elapses or the sampled rows reach the size bound;
+  a window without messages still yields an (empty) batch, which is how silence is seen.
+  While the broker is unreachable no batch is emitted: `facts().up` says so instead.
+* facts come from watermarks and the pipeline groups' committed offsets (read only).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import polars as pl
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, Message, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from dqmon.batch import MicroBatch
+from dqmon.config.models import Dataset, Pipeline
+from dqmon.config.models import KafkaSource as KafkaSourceConfig
+from dqmon.config.settings import Settings
+from dqmon.decoders.base import Decoder
+from dqmon.errors import ConfigError, ConfigProblem, Location
+from dqmon.sources import kafka_offsets
+from dqmon.sources.base import Source
+from dqmon.sources.facts import ConsumerLag, SourceFacts
+from dqmon.sources.kafka_config import admin_config, consumer_config, redact, scrub
+from dqmon.sources.sampling import cap_cut, keep_mask
+
+log = logging.getLogger(__name__)
+
+_CONSUME_CHUNK = 10_000
+_DOWN_CODES = {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT}
+_IGNORED_CODES = {KafkaError._PARTITION_EOF}
+
+
+def build_decoder(config: KafkaSourceConfig) -> Decoder:
+    if config.format == "avro":
+        from dqmon.decoders.avro import AvroDecoder
+
+        assert config.schema_registry is not None  # the config model requires it for avro
+        return AvroDecoder.from_config(config.schema_registry)
+    from dqmon.decoders.json import JsonDecoder
+
+    return JsonDecoder()
+
+
+class _Window:
+    """What has been read in the current micro-batch window."""
+
+    def __init__(self, start: datetime, watermarks: Mapping[int, int] | None) -> None:
+        self.start = start
+        self.watermarks = watermarks
+        self.messages: list[Message] = []  # sampled messages, in consume order
+        self.seen = 0
+
+    @property
+    def sampled(self) -> int:
+        return len(self.messages)
+
+
+class KafkaSource(Source):
+    """Reads one dataset's topic into micro-batches; see the module docstring for the guarantees."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        dataset: Dataset,
+        settings: Settings | None = None,
+        *,
+        decoder: Decoder | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        if not isinstance(dataset.source, KafkaSourceConfig):
+            raise ConfigError(
+                [
+                    ConfigProblem(
+                        Location(pipeline.pipeline), f"datasets.{dataset.name}.source", "not a kafka source"
+                    )
+                ]
+            )
+        self.pipeline = pipeline
+        self.dataset = dataset
+        self.config: KafkaSourceConfig = dataset.source
+        self.settings = settings or Settings()
+        self.topic = self.config.topic
+        # dqmon's own group; in assign mode it is only a client identity (never joined, never committed)
+        self.group_id = self.config.group_id or f"dqmon.{pipeline.pipeline}.{dataset.name}"
+        self.joins_group = self.config.mode == "group"
+        self.decoder = decoder or build_decoder(self.config)
+        self.clock = clock
+        self.window = dataset.window if dataset.window > timedelta(0) else timedelta(seconds=1)
+        self.cap = min(dataset.max_rows, self.config.sample.max_rows_per_batch)
+        self.rate = self.config.sample.rate
+        self._client_config = consumer_config(
+            self.config, self.settings, group_id=self.group_id, error_cb=self._on_error
+        )
+        self._lock = threading.Lock()
+        self._consumer: Any = None
+        self._probe: Any = None  # group-less consumer for watermarks and lag reads; never commits
+        self._admin: Any = None
+        self._assigned: list[int] = []
+        self._carry: list[Message] = []
+        self._win: _Window | None = None
+        self._next_start: tuple[datetime, Mapping[int, int] | None] | None = None
+        self._up = False
+        self._error: str | None = None
+        self._newest_ms: int | None = None
+        self._facts_marks: dict[int, int] | None = None
+        self._facts_cache: SourceFacts | None = None
+        self._facts_at = 0.0
+        self.facts_ttl = 1.0
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        log.info(
+            "kafka source %s/%s: %s", self.pipeline.pipeline, self.dataset.name, redact(self._client_config)
+        )
+        self._consumer = Consumer(self._client_config)
+        probe = consumer_config(
+            self.config, self.settings, group_id=f"{self.group_id}.probe", error_cb=self._on_error
+        )
+        self._probe = Consumer(probe)
+        self._admin = AdminClient(admin_config(self._client_config))
+        if self.joins_group:
+            self._consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
+        else:
+            self._assign_all()
+
+    def close(self) -> None:
+        for client in (self._consumer, self._probe):
+            if client is not None:
+                try:
+                    client.close()
+                except Exception:
+                    log.debug("closing a kafka client failed", exc_info=True)
+        self._consumer = self._probe = self._admin = None
+
+    # ------------------------------------------------------------------ batches
+    def poll_batch(self, timeout: float) -> MicroBatch | None:
+        """Read until the window closes (time or size) or `timeout` passes; never raises on faults."""
+        if self._consumer is None:
+            raise RuntimeError("KafkaSource.start() was not called")
+        deadline = time.monotonic() + max(0.0, timeout)
+        if not self.joins_group and not self._assigned:
+            self._assign_all()
+        win = self._win or self._open_window()
+        while True:
+            if self._carry:
+                chunk, self._carry = self._carry, []
+                self._take(win, chunk, sampled=True)
+            closes_in = (win.start + self.window - self.clock()).total_seconds()
+            if win.sampled >= self.cap or closes_in <= 0:
+                return self._close(win)
+            wait = min(closes_in, deadline - time.monotonic())
+            if wait <= 0:
+                return None
+            try:
+                messages = self._consumer.consume(num_messages=_CONSUME_CHUNK, timeout=wait)
+            except Exception as exc:
+                self._mark_down(f"consume failed: {exc}")
+                time.sleep(min(wait, 0.5))
+                continue
+            if messages:
+                self._take(win, self._drop_errors(messages), sampled=False)
+
+    def _open_window(self) -> _Window:
+        # windows are contiguous: the next one starts where the last ended, with its watermarks
+        if self._next_start is not None:
+            start, marks = self._next_start
+        else:
+            start, marks = self.clock(), self._watermarks(self._assigned)
+        self._win = _Window(start, marks)
+        return self._win
+
+    def _take(self, win: _Window, messages: list[Message], *, sampled: bool) -> None:
+        """Count, sample and collect a chunk; overflow past the size bound waits for the next window."""
+        if not messages:
+            return
+        if sampled:
+            keep = np.ones(len(messages), dtype=np.bool_)
+        else:
+            win.seen += len(messages)
+            timestamps = np.fromiter(
+                (t[1] for t in map(Message.timestamp, messages)), np.int64, len(messages)
+            )
+            newest = int(timestamps.max())
+            self._newest_ms = newest if self._newest_ms is None else max(self._newest_ms, newest)
+            self._up, self._error = True, None
+            if self.rate >= 1.0:
+                keep = np.ones(len(messages), dtype=np.bool_)
+            else:
+                partitions = np.fromiter(map(Message.partition, messages), np.int64, len(messages))
+                offsets = np.fromiter(map(Message.offset, messages), np.int64, len(messages))
+                keep = keep_mask(partitions, offsets, self.rate)
+                messages = [m for m, k in zip(messages, keep, strict=True) if k]
+                keep = np.ones(len(messages), dtype=np.bool_)
+        cut = cap_cut(keep, self.cap - win.sampled)
+        win.messages.extend(messages[:cut])
+        if cut < len(messages):
+            self._carry = messages[cut:] + self._carry
+
+    def _close(self, win: _Window) -> MicroBatch | None:
+        self._win = None
+        end = self.clock()
+        after = self._watermarks(self._assigned)
+        self._next_start = (end, after)
+        if not self._up:
+            return None  # while the broker is unreachable the window says nothing about the data
+        produced = (
+            kafka_offsets.produced_between(win.watermarks, after)
+            if win.watermarks is not None and after is not None
+            else None
+        )
+        df, errors = self._to_frame(win.messages)
+        offsets: dict[int, tuple[int, int]] = {}
+        if win.messages:
+            frame = pl.DataFrame(
+                {
+                    "p": np.fromiter(map(Message.partition, win.messages), np.int64, len(win.messages)),
+                    "o": np.fromiter(map(Message.offset, win.messages), np.int64, len(win.messages)),
+                }
+            )
+            for p, lo, hi in (
+                frame.group_by("p").agg(pl.col("o").min(), pl.col("o").max().alias("x")).iter_rows()
+            ):
+                offsets[int(p)] = (int(lo), int(hi))
+        return MicroBatch(
+            pipeline=self.pipeline.pipeline,
+            dataset=self.dataset.name,
+            df=df,
+            window_start=win.start,
+            window_end=end,
+            rows_seen=win.seen,
+            rows_sampled=win.sampled,
+            decode_errors=errors,
+            offsets=offsets,
+            ingest_time_column="_timestamp",
+            rows_produced=produced,
+        )
+
+    def _to_frame(self, messages: Sequence[Message]) -> tuple[pl.DataFrame, dict[str, int]]:
+        """Decode the sampled values in one go and add the Kafka metadata columns."""
+        n = len(messages)
+        values: list[bytes] = [v or b"" for v in map(Message.value, messages)] if n else []
+        decoded = self.decoder.decode(values)
+        kept = decoded.kept
+        meta: dict[str, pl.Series] = {
+            "_partition": pl.Series("_partition", np.fromiter(map(Message.partition, messages), np.int32, n)),
+            "_offset": pl.Series("_offset", np.fromiter(map(Message.offset, messages), np.int64, n)),
+            "_timestamp": pl.Series(
+                "_timestamp", np.fromiter((t[1] for t in map(Message.timestamp, messages)), np.int64, n)
+            )
+            .cast(pl.Datetime("ms"))
+            .dt.replace_time_zone("UTC")
+            .cast(pl.Datetime("us", "UTC")),
+            "_key": pl.Series("_key", list(map(Message.key, messages)), dtype=pl.Binary).cast(
+                pl.String, strict=False
+            ),
+        }
+        if self.config.headers:
+            meta.update(_header_columns(messages, self.config.headers))
+        columns = (
+            pl.DataFrame(list(meta.values())).filter(pl.Series(kept))
+            if n
+            else _empty_meta(self.config.headers)
+        )
+        df = decoded.df
+        clash = [c for c in columns.columns if c in df.columns]
+        df = pl.concat([df.drop(clash), columns], how="horizontal") if df.width else columns
+        return df, dict(decoded.errors)
+
+    def _drop_errors(self, messages: list[Message]) -> list[Message]:
+        errors = list(map(Message.error, messages))
+        if not any(errors):
+            return messages
+        for error in {e for e in errors if e is not None}:
+            if error.code() not in _IGNORED_CODES:
+                self._error = scrub(f"{error.name()}: {error.str()}", self.config.client)
+                log.debug("kafka source %s: %s", self.dataset.name, self._error)
+        return [m for m, e in zip(messages, errors, strict=True) if e is None]
+
+    # ------------------------------------------------------------------ assignment
+    def _partitions(self, timeout: float = 2.0) -> list[int]:
+        try:
+            metadata = self._probe.list_topics(self.topic, timeout=timeout)
+        except Exception as exc:
+            self._mark_down(f"metadata failed: {exc}")
+            return []
+        topic = metadata.topics.get(self.topic)
+        if topic is None or topic.error is not None:
+            self._error = f"topic {self.topic} unavailable"
+            return []
+        return sorted(topic.partitions)
+
+    def _assign_all(self) -> None:
+        partitions = self._partitions()
+        if not partitions:
+            return
+        starts = kafka_offsets.start_offsets(self.config.start, partitions, self._offsets_for_times)
+        self._consumer.assign([TopicPartition(self.topic, p, starts[p]) for p in partitions])
+        self._assigned = partitions
+        self._up = True
+
+    def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        # dqmon's group commits nothing, so every assignment starts at the configured position
+        numbers = [tp.partition for tp in partitions]
+        if kafka_offsets.start_timestamp_ms(self.config.start) is not None:
+            starts = kafka_offsets.start_offsets(self.config.start, numbers, self._offsets_for_times)
+            for tp in partitions:
+                tp.offset = starts[tp.partition]
+            consumer.assign(partitions)
+        with self._lock:
+            self._assigned = sorted(set(self._assigned) | set(numbers))
+
+    def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        with self._lock:
+            self._assigned = sorted(set(self._assigned) - {tp.partition for tp in partitions})
+
+    def _offsets_for_times(self, ms: int, partitions: Sequence[int]) -> dict[int, int]:
+        query = [TopicPartition(self.topic, p, ms) for p in partitions]
+        answer = self._probe.offsets_for_times(query, timeout=5.0)
+        return {tp.partition: tp.offset for tp in answer if tp.error is None}
+
+    # ------------------------------------------------------------------ facts
+    def facts(self) -> SourceFacts:
+        """Up/down, newest message time, messages produced since the last call, pipeline groups' lag."""
+        now = time.monotonic()
+        if self._facts_cache is not None and now - self._facts_at < self.facts_ttl:
+            return self._facts_cache
+        partitions = self._partitions(timeout=1.0) if self._probe is not None else []
+        marks = self._watermarks(partitions, with_low=True) if partitions else None
+        high = {p: hl[1] for p, hl in marks.items()} if marks else None
+        produced = None
+        if high is not None and self._facts_marks is not None:
+            produced = kafka_offsets.produced_between(self._facts_marks, high)
+        if high is not None:
+            self._facts_marks = high
+        lag = self._consumer_lag(high) if high is not None else {}
+        newest = datetime.fromtimestamp(self._newest_ms / 1000, UTC) if self._newest_ms is not None else None
+        facts = SourceFacts(
+            observed_at=self.clock(),
+            up=self._up,
+            newest_record_time=newest,
+            produced=produced,
+            consumer_lag=lag,
+            error=self._error,
+        )
+        self._facts_cache, self._facts_at = facts, now
+        return facts
+
+    def _watermarks(self, partitions: Sequence[int], *, with_low: bool = False) -> Any:
+        """{partition: high} (or (low, high)); None when the broker cannot be asked."""
+        if self._probe is None or not partitions:
+            return {} if not with_low else None
+        marks: dict[int, Any] = {}
+        try:
+            for p in partitions:
+                low, high = self._probe.get_watermark_offsets(
+                    TopicPartition(self.topic, p), timeout=1.0, cached=False
+                )
+                marks[p] = (low, high) if with_low else high
+        except Exception as exc:
+            self._mark_down(f"watermarks failed: {exc}")
+            return None
+        self._up = True
+        return marks
+
+    def _consumer_lag(self, high: Mapping[int, int]) -> dict[str, ConsumerLag]:
+        groups = self.config.consumer_groups
+        if not groups or self._admin is None:
+            return {}
+        lags: dict[str, ConsumerLag] = {}
+        requests = [ConsumerGroupTopicPartitions(g) for g in groups]
+        futures = {}
+        for request in requests:  # the admin API takes one group per request
+            futures.update(self._admin.list_consumer_group_offsets([request], request_timeout=2.0))
+        for group, future in futures.items():
+            try:
+                result = future.result(timeout=3.0)
+            except Exception as exc:
+                log.debug("lag of group %s unavailable: %s", group, scrub(str(exc), self.config.client))
+                continue
+            committed = {tp.partition: tp.offset for tp in result.topic_partitions if tp.topic == self.topic}
+            messages = kafka_offsets.lag_messages(high, committed)
+            if messages is None:
+                continue
+            lags[group] = ConsumerLag(messages=messages, seconds=self._lag_seconds(high, committed))
+        return lags
+
+    def _lag_seconds(self, high: Mapping[int, int], committed: Mapping[int, int]) -> float | None:
+        """now - timestamp of the oldest unconsumed message (the one at the committed offset)."""
+        behind = [
+            TopicPartition(self.topic, p, off) for p, off in committed.items() if 0 <= off < high.get(p, 0)
+        ]
+        if not behind:
+            return 0.0
+        oldest: dict[int, int] = {}
+        try:
+            self._probe.assign(behind)
+            deadline = time.monotonic() + 2.0
+            while len(oldest) < len(behind) and time.monotonic() < deadline:
+                for m in self._probe.consume(num_messages=len(behind) * 4, timeout=0.5):
+                    if m.error() is None and m.partition() not in oldest:
+                        oldest[m.partition()] = m.timestamp()[1]
+        except Exception:
+            log.debug("reading the oldest unconsumed message failed", exc_info=True)
+        finally:
+            try:
+                self._probe.unassign()
+            except Exception:
+                log.debug("unassign failed", exc_info=True)
+        if not oldest:
+            return None
+        return max(0.0, time.time() - min(oldest.values()) / 1000)
+
+    # ------------------------------------------------------------------ health
+    def _on_error(self, error: KafkaError) -> None:
+        message = scrub(f"{error.name()}: {error.str()}", self.config.client)
+        if error.code() in _DOWN_CODES:
+            self._mark_down(message)
+        else:
+            self._error = message
+        log.debug("kafka client error: %s", message)
+
+    def _mark_down(self, message: str) -> None:
+        self._up = False
+        self._error = scrub(message, self.config.client)
+
+
+def _header_columns(messages: Sequence[Message], names: Sequence[str]) -> dict[str, pl.Series]:
+    # headers are a per-message list of pairs: this loop runs only when headers are configured
+    wanted = set(names)
+    columns: dict[str, list[str | None]] = {name: [None] * len(messages) for name in names}
+    for row, headers in enumerate(map(Message.headers, messages)):
+        for pair in headers or ():
+            name, value = pair[0], pair[1]
+            if name in wanted and value is not None:
+                text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+                columns[name][row] = text
+    return {f"_header_{n}": pl.Series(f"_header_{n}", v, dtype=pl.String) for n, v in columns.items()}
+
+
+def _empty_meta(headers: Sequence[str]) -> pl.DataFrame:
+    schema: dict[str, pl.DataType] = {
+        "_partition": pl.Int32(),
+        "_offset": pl.Int64(),
+        "_timestamp": pl.Datetime("us", "UTC"),
+        "_key": pl.String(),
+    }
+    schema.update({f"_header_{h}": pl.String() for h in headers})
+    return pl.DataFrame(schema=schema)
