@@ -113,7 +113,8 @@ def advance(state: AlertState, failing: bool, now: float, timing: RuleTiming, si
     if failing:
         if s.phase in ("ok", "resolved"):
             s = replace(s, phase="pending", failing_since=now)
-        if s.phase == "pending" and now - (s.failing_since or now) >= timing.for_seconds:
+        since = _or(s.failing_since, now)
+        if s.phase == "pending" and now - since >= timing.for_seconds:
             s = replace(s, phase="firing", fired_at=now, resolved_at=None)
             transitions.append(now)
     elif s.phase == "pending":
@@ -134,10 +135,15 @@ def advance(state: AlertState, failing: bool, now: float, timing: RuleTiming, si
             episode = f"{s.fingerprint}:{int(now * 1000)}"
             s = replace(s, notified="firing", last_notified_at=now, episode=episode)
             event = "firing"
-        elif s.phase == "firing" and now - (s.last_notified_at or now) >= timing.repeat_seconds:
+        elif s.phase == "firing" and now - _or(s.last_notified_at, now) >= timing.repeat_seconds:
             s = replace(s, last_notified_at=now)
             event = "repeat"
         elif s.phase != "firing" and s.notified == "firing":
             s = replace(s, notified="none", last_notified_at=now)
             event = "resolved" if timing.send_resolved else None
     return Step(state=s, event=event, episode=episode, changed=s != state)
+
+
+def _or(value: float | None, default: float) -> float:
+    # explicit: 0.0 is a valid time on a test clock
+    return default if value is None else value
