@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -191,7 +191,11 @@ class DqmonMetrics:
     """
 
     def __init__(
-        self, registry: CollectorRegistry | None = None, *, max_check_series_per_dataset: int = 500
+        self,
+        registry: CollectorRegistry | None = None,
+        *,
+        max_check_series_per_dataset: int = 500,
+        process_metrics: bool = True,
     ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.max_check_series_per_dataset = max_check_series_per_dataset
@@ -199,6 +203,9 @@ class DqmonMetrics:
         self._groups: dict[tuple[str, str], set[str]] = {}
         self._scrape_time = _ScrapeTimeCollector()
         self.registry.register(self._scrape_time)
+        if process_metrics:
+            # process_resident_memory_bytes, process_cpu_seconds_total, ... for the health dashboard
+            ProcessCollector(registry=self.registry)
         r = self.registry
         self.check_evaluations = Counter(
             "dqmon_check_evaluations_total",
