@@ -95,31 +95,43 @@ class DatasetEngine:
         return results
 
     # ------------------------------------------------------------------ internals
-    def _expressions(self, schema: pl.Schema) -> dict[int, Sequence[pl.Expr] | Exception]:
-        exprs: dict[int, Sequence[pl.Expr] | Exception] = {}
+    def _expressions(self, schema: pl.Schema) -> dict[int, dict[str, pl.Expr] | Exception]:
+        """Each check's aggregations by the output name the check gave them."""
+        exprs: dict[int, dict[str, pl.Expr] | Exception] = {}
         for index, check in enumerate(self.checks):
             try:
-                exprs[index] = [
-                    e.alias(f"{index}{_SEP}{e.meta.output_name()}") for e in check.aggregations(schema)
-                ]
+                exprs[index] = {e.meta.output_name(): e for e in check.aggregations(schema)}
             except Exception as exc:  # noqa: BLE001 - reported as this check's error
                 exprs[index] = exc
         return exprs
 
     def _aggregate(self, batch: MicroBatch) -> dict[int, Mapping[str, Any] | Exception]:
         exprs = self._expressions(batch.df.schema)
-        fused = [e for v in exprs.values() if not isinstance(v, Exception) for e in v]
         out: dict[int, Mapping[str, Any] | Exception] = {
             i: v for i, v in exprs.items() if isinstance(v, Exception)
         }
+        # Identical expressions from different checks (two drift metrics on one column, a
+        # not_null and a contract on the same field) are computed once.
+        shared: dict[str, str] = {}
+        fused: list[pl.Expr] = []
+        names: dict[int, dict[str, str]] = {}
+        for index, values in exprs.items():
+            if isinstance(values, Exception):
+                continue
+            names[index] = {}
+            for local, expr in values.items():
+                key = _expression_key(expr)
+                if key not in shared:
+                    shared[key] = f"{len(shared)}{_SEP}{local}"
+                    fused.append(expr.alias(shared[key]))
+                names[index][local] = shared[key]
         if not fused:
             return out
         with tracer.start_as_current_span("dqmon.checks.aggregate", attributes={"dqmon.expressions": len(fused)}):
             try:
                 row = _collect(batch.df, fused)
-                for index, values in exprs.items():
-                    if not isinstance(values, Exception):
-                        out[index] = _unprefix(row, index)
+                for index, mapping in names.items():
+                    out[index] = {local: row[alias] for local, alias in mapping.items()}
                 return out
             except Exception:  # noqa: BLE001 - fall back to isolating the failing check
                 log.debug("fused check query failed; evaluating checks one by one", exc_info=True)
@@ -127,7 +139,7 @@ class DatasetEngine:
                 if isinstance(values, Exception) or not values:
                     continue
                 try:
-                    out[index] = _unprefix(_collect(batch.df, list(values)), index)
+                    out[index] = _collect(batch.df, [e.alias(local) for local, e in values.items()])
                 except Exception as exc:  # noqa: BLE001
                     out[index] = exc
         return out
@@ -145,9 +157,11 @@ def _collect(df: pl.DataFrame, exprs: list[pl.Expr]) -> dict[str, Any]:
     return {name: frame.get_column(name)[0] if frame.height else None for name in frame.columns}
 
 
-def _unprefix(row: Mapping[str, Any], index: int) -> dict[str, Any]:
-    prefix = f"{index}{_SEP}"
-    return {k[len(prefix):]: v for k, v in row.items() if k.startswith(prefix)}
+def _expression_key(expr: pl.Expr) -> str:
+    try:
+        return expr.meta.undo_aliases().meta.serialize(format="json")
+    except Exception:  # noqa: BLE001 - an expression polars cannot serialize is simply not shared
+        return f"unshared-{id(expr)}"
 
 
 def _reason(exc: BaseException) -> str:

@@ -69,7 +69,7 @@ class DistributionCheck(Check[DistributionSpec]):
         value = pl.col(column).cast(pl.String) if categorical else pl.col(column).cast(pl.Float64)
         keep = value.is_not_null() if categorical else value.is_finite()
         if by is None:
-            return {ALL: df.select(value.filter(keep)).to_series().to_numpy()}
+            return {ALL: df.select(value.filter(keep).sort()).to_series().to_numpy()}
         if by not in df.columns:
             raise KeyError(f"segment column {by!r} missing from the batch")
         grouped = (
@@ -94,12 +94,14 @@ class DistributionCheck(Check[DistributionSpec]):
         if self.fixed is None:
             assert self.spec.reference.file is not None
             frame = read_frame(self.ctx.base_dir / self.spec.reference.file)
-            value = pl.col(self.spec.column).cast(pl.String if categorical else pl.Float64)
+            value = pl.col(self.spec.column).cast(pl.String if categorical else pl.Float64).drop_nulls()
+            if not categorical:
+                value = value.filter(value.is_finite())
             if self.spec.by is None:
-                values = frame.select(value.drop_nulls()).to_series().to_numpy()
+                values = frame.select(value).to_series().to_numpy()
                 self.fixed = {ALL: np.sort(thin(values, self.spec.reference.max_rows))}
             else:
-                grouped = frame.group_by(pl.col(self.spec.by).cast(pl.String)).agg(value.drop_nulls())
+                grouped = frame.group_by(pl.col(self.spec.by).cast(pl.String)).agg(value)
                 self.fixed = {
                     str(seg): np.sort(thin(np.asarray(vals), self.spec.reference.max_rows))
                     for seg, vals in grouped.iter_rows()
@@ -174,9 +176,9 @@ class DistributionCheck(Check[DistributionSpec]):
             if values.size < self.spec.min_rows or reference.size < self.spec.min_rows:
                 skipped += 1
             else:
-                scores[segment], extra[segment] = self._score(reference, np.sort(values), categorical)
+                scores[segment], extra[segment] = self._score(reference, values, categorical)
             if self.rolling is not None:
-                self.rolling.add(segment, values, now)
+                self.rolling.add(segment, values, now, is_sorted=not categorical)
         if not scores:
             return [self.result(Status.OK, None, threshold,
                                 f"insufficient data (min_rows {self.spec.min_rows}) in {skipped} segment(s)",

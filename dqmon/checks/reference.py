@@ -29,11 +29,11 @@ def read_frame(path: Path) -> pl.DataFrame:
     return pl.read_ndjson(path)
 
 
-def thin(values: np.ndarray[Any, Any], limit: int) -> np.ndarray[Any, Any]:
+def thin(values: np.ndarray[Any, Any], limit: int, *, is_sorted: bool = False) -> np.ndarray[Any, Any]:
     """At most `limit` values that keep the distribution: evenly spaced order statistics."""
     if values.size <= limit:
         return values
-    ordered = np.sort(values)
+    ordered = values if is_sorted else np.sort(values)
     index = np.linspace(0, ordered.size - 1, limit).round().astype(np.int64)
     return ordered[index]
 
@@ -65,13 +65,13 @@ class RollingReference:
             return np.array([])
         return np.concatenate([c.values for c in chunks])
 
-    def add(self, segment: str, values: np.ndarray[Any, Any], now: float) -> None:
+    def add(self, segment: str, values: np.ndarray[Any, Any], now: float, *, is_sorted: bool = False) -> None:
         if values.size == 0:
             return
         if segment not in self.segments and len(self.segments) >= self.max_segments:
             return
         chunks = self.segments.setdefault(segment, deque())
-        chunks.append(_Chunk(now, thin(values, self.per_batch)))
+        chunks.append(_Chunk(now, thin(values, self.per_batch, is_sorted=is_sorted)))
         total = sum(c.values.size for c in chunks)
         while chunks and total > self.max_rows:
             total -= chunks.popleft().values.size
