@@ -13,7 +13,9 @@ at time `now` is the ceil(W / bucket) newest buckets, the current bucket include
   (1.0 = untouched, 0 = spent, negative = overspent; 1.0 when nothing was counted yet)
 - burn rate over W = (bad / total over W) / (1 - objective); 1.0 spends the budget exactly
   over the period. A burn-rate alert fires when both the long and the short window of a
-  BurnRateWindow exceed its factor (the SRE workbook's multiwindow, multi-burn-rate alerts).
+  BurnRateWindow exceed its factor (the SRE workbook's multiwindow, multi-burn-rate alerts),
+  and the long window holds at least `min_events` events (default 10), so one bad evaluation
+  after a restart does not page anyone.
 """
 
 from __future__ import annotations
@@ -37,10 +39,14 @@ class BurnRate:
     short_rate: float
     factor: float
     severity: str
+    long_events: int = 0
+    min_events: int = 0
 
     @property
     def firing(self) -> bool:
-        return self.long_rate > self.factor and self.short_rate > self.factor
+        # too few events make any rate meaningless (one bad evaluation is a 100% error ratio)
+        enough = self.long_events >= self.min_events
+        return enough and self.long_rate > self.factor and self.short_rate > self.factor
 
 
 @dataclass(frozen=True)
@@ -158,8 +164,9 @@ def budget_remaining(good: int, bad: int, objective_percent: float) -> float:
 class SloTracker:
     """All SLOs of one pipeline; fed with the check results of each evaluation."""
 
-    def __init__(self, pipeline: Pipeline, *, bucket_seconds: float = 60.0) -> None:
+    def __init__(self, pipeline: Pipeline, *, bucket_seconds: float = 60.0, min_events: int = 10) -> None:
         self.pipeline = pipeline
+        self.min_events = min_events
         self.slos: dict[str, Slo] = {slo.name: slo for slo in pipeline.slos}
         self.buckets: dict[str, SloBuckets] = {
             slo.name: SloBuckets(slo.window, bucket_seconds) for slo in pipeline.slos
@@ -199,6 +206,8 @@ class SloTracker:
                         burn_rate(sg, sb, slo.objective),
                         w.factor,
                         w.severity,
+                        long_events=lg + lb,
+                        min_events=self.min_events,
                     )
                 )
             longest = max(

@@ -142,7 +142,7 @@ class AlertTablesMixin:
                         n.event,
                         json.dumps(n.payload, default=str),
                         n.created_at,
-                        n.created_at,
+                        0.0,  # due at once, whatever the delivery worker's clock says
                     ),
                 )
 

@@ -52,24 +52,33 @@ def parse_retry_after(value: Any) -> float | None:
 class RedactingFilter(logging.Filter):
     """Replaces secrets in log records of third-party clients (the webhook URL is a secret)."""
 
-    def __init__(self, secrets: Iterable[str]) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self._secrets = [s for s in secrets if s]
+        self.secrets: set[str] = set()
 
     def filter(self, record: logging.LogRecord) -> bool:
         text = record.getMessage()
-        if any(s in text for s in self._secrets):
-            for s in self._secrets:
+        if any(s in text for s in self.secrets):
+            for s in sorted(self.secrets, key=len, reverse=True):
                 text = text.replace(s, "(redacted)")
             record.msg, record.args = text, None
         return True
 
 
+def redact_logger(name: str, secrets: Iterable[str]) -> logging.Logger:
+    """Attach (once) a redacting filter to logger `name` and register more secrets with it."""
+    logger = logging.getLogger(name)
+    existing = next((f for f in logger.filters if isinstance(f, RedactingFilter)), None)
+    if existing is None:
+        existing = RedactingFilter()
+        logger.addFilter(existing)
+    existing.secrets.update(s for s in secrets if s)
+    return logger
+
+
 def quiet_client_logger(name: str, secrets: Iterable[str]) -> logging.Logger:
     """A logger for an SDK client: INFO at least (slack-sdk logs request URLs and bodies at DEBUG
     whenever its logger's own level is NOTSET or DEBUG) and secrets redacted in what it does log."""
-    logger = logging.getLogger(name)
+    logger = redact_logger(name, secrets)
     logger.setLevel(logging.INFO)
-    logger.filters = [f for f in logger.filters if not isinstance(f, RedactingFilter)]
-    logger.addFilter(RedactingFilter(secrets))
     return logger

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 import httpx
 
-from dqmon.alerts.notifiers.base import Notifier, http_failure
+from dqmon.alerts.notifiers.base import Notifier, http_failure, redact_logger
 from dqmon.errors import NotifyError
 from dqmon.state.outbox import OutboxItem
 
@@ -21,6 +21,8 @@ class WebhookNotifier(Notifier):
 
     def __init__(self, urls: Mapping[str, str], *, timeout: float = 10.0) -> None:
         self._urls = dict(urls)
+        # httpx logs "HTTP Request: POST <url>" at INFO: the URL often embeds a token
+        redact_logger("httpx", self._urls.values())
         self._client = httpx.Client(timeout=timeout, follow_redirects=False)
 
     def send(self, item: OutboxItem, thread_ref: str | None) -> str | None:
