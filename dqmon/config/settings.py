@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     http_port: int = Field(9464, ge=0, le=65535, description="/metrics, /healthz, /readyz")
     slack_token: SecretStr | None = Field(None, description="bot token for chat.postMessage")
     slack_webhook_url: SecretStr | None = Field(None, description="incoming-webhook URL")
+    slack_token_file: Path | None = Field(None, description="file holding the bot token (a mounted secret)")
+    slack_webhook_url_file: Path | None = Field(None, description="file holding the incoming-webhook URL")
     slack_api_url: str = Field("https://slack.com/api/", description="Slack Web API base URL")
     slack_default_channel: str | None = None
     webhook_urls: dict[str, SecretStr] = Field(
