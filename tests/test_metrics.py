@@ -13,6 +13,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from dqmon.batch import MicroBatch
 from dqmon.checks.base import CheckResult, Status
+from dqmon.decoders.avro import AvroDecoder
+from dqmon.decoders.json import JsonDecoder
 from dqmon.sources.facts import ConsumerLag, SourceFacts
 from dqmon.telemetry.metrics import DECODE_ERROR_REASONS, DqmonMetrics, decode_reason_label
 
@@ -28,7 +30,7 @@ def make_batch(**overrides) -> MicroBatch:
         "window_end": NOW + timedelta(seconds=5),
         "rows_seen": 30,
         "rows_sampled": 4,
-        "decode_errors": {"malformed_json": 1},
+        "decode_errors": {"invalid_json": 1},
     }
     fields.update(overrides)
     return MicroBatch(**fields)
@@ -67,7 +69,7 @@ def test_observe_batch_counts_rows_errors_and_stage_durations(metrics: DqmonMetr
     assert sample(metrics, "dqmon_rows_seen_total", **DS) == 40
     assert sample(metrics, "dqmon_rows_sampled_total", **DS) == 5
     assert sample(metrics, "dqmon_batches_total", **DS) == 2
-    assert sample(metrics, "dqmon_decode_errors_total", **DS, reason="malformed_json") == 1
+    assert sample(metrics, "dqmon_decode_errors_total", **DS, reason="invalid_json") == 1
     assert sample(metrics, "dqmon_batch_duration_seconds_count", **DS, stage="fetch") == 2
     assert sample(metrics, "dqmon_batch_duration_seconds_sum", **DS, stage="fetch") == pytest.approx(0.3)
     assert sample(metrics, "dqmon_batch_duration_seconds_bucket", **DS, stage="decode", le="0.005") == 1
@@ -83,8 +85,13 @@ def test_unknown_decode_reason_and_stage_are_bounded(metrics: DqmonMetrics) -> N
     }
     assert reasons == {"other"}
     assert sample(metrics, "dqmon_batch_duration_seconds_count", **DS, stage="other") == 1
-    assert decode_reason_label("malformed_json") == "malformed_json"
+    assert decode_reason_label("invalid_json") == "invalid_json"
     assert decode_reason_label("ValueError: 'x'") == "other"
+
+
+def test_every_decoder_reason_is_a_label_value() -> None:
+    for decoder in (JsonDecoder, AvroDecoder):
+        assert set(decoder.reasons) <= set(DECODE_ERROR_REASONS), decoder.__name__
 
 
 def test_declare_dataset_creates_zero_series_for_every_reason(metrics: DqmonMetrics) -> None:

@@ -67,7 +67,7 @@ def marked_batch(index: int) -> MicroBatch:
         }
     )
     # a decoder that (wrongly) reports record content as its reason
-    errors = {f"MARKreason{index}: unexpected token in {{'id': 'MARKid'}}": 2, "malformed_json": 1}
+    errors = {f"MARKreason{index}: unexpected token in {{'id': 'MARKid'}}": 2, "invalid_json": 1}
     return MicroBatch("trades-features", "trades", df, now, now, n + 3, n + 3, decode_errors=errors)
 
 

@@ -79,7 +79,7 @@ def make_batch(dataset: str = "trades", prices: list[float | None] | None = None
         window_end=now,
         rows_seen=40,
         rows_sampled=len(values) + 1,
-        decode_errors={"malformed_json": 1},
+        decode_errors={"invalid_json": 1},
     )
 
 

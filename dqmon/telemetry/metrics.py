@@ -34,18 +34,18 @@ __all__ = [
 
 #: micro-batch stages timed by `dqmon_batch_duration_seconds`
 BATCH_STAGES: tuple[str, ...] = ("fetch", "decode", "check")
-#: the only values the `reason` label of `dqmon_decode_errors_total` takes; others become "other"
+#: the only values the `reason` label of `dqmon_decode_errors_total` takes; others become "other".
+#: The decoders' own vocabularies (dqmon/decoders: json, avro); a test keeps them in step.
 DECODE_ERROR_REASONS: tuple[str, ...] = (
-    "malformed_json",
-    "not_an_object",
-    "type_mismatch",
-    "schema_mismatch",
-    "unknown_schema",
-    "schema_registry",
-    "avro",
-    "encoding",
     "empty",
     "too_large",
+    "not_object",
+    "invalid_json",
+    "wrong_type",
+    "bad_magic",
+    "truncated",
+    "unknown_schema",
+    "invalid_avro",
     "other",
 )
 #: the only values the `outcome` label of `dqmon_notifications_total` takes; others become "other"
