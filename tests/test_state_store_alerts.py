@@ -120,3 +120,28 @@ def test_postgres_errors_never_show_the_dsn(pg_dsn: str) -> None:
         PostgresStateStore(secret_dsn, connect_timeout=2)
     assert "hunter2" not in str(info.value)
     assert "nowhere" not in str(info.value)
+
+
+@pytest.mark.postgres
+def test_postgres_replicas_share_one_outbox_without_double_claims(pg_dsn: str, pg_schema: str) -> None:
+    replicas = [PostgresStateStore(pg_dsn, schema=pg_schema) for _ in range(3)]
+    replicas[0].commit_alerts([], [note(f"f{i}", f"t{i}") for i in range(90)], 100.0)
+    claimed: list[int] = []
+    lock = threading.Lock()
+
+    def replica(store: StateStore, name: str) -> None:
+        while items := store.claim_outbox(100.0, 4, 30, name):
+            with lock:
+                claimed.extend(i.id for i in items)
+            for i in items:
+                store.complete_outbox(i, 101.0, None)
+
+    threads = [threading.Thread(target=replica, args=(s, f"r{n}")) for n, s in enumerate(replicas)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(claimed) == sorted(set(claimed))
+    assert len(claimed) == 90
+    for s in replicas:
+        s.close()
