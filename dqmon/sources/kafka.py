@@ -23,7 +23,14 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, Message, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    ConsumerGroupTopicPartitions,
+    KafkaError,
+    Message,
+    TopicCollection,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient
 
 from dqmon.batch import MicroBatch
@@ -116,6 +123,8 @@ class KafkaSource(Source):
         self._next_start: tuple[datetime, Mapping[int, int] | None] | None = None
         self._up = False
         self._error: str | None = None
+        self._topic_id: str | None = None
+        self._suspect = False  # a fault happened: the topic may have been re-created meanwhile
         self._newest_ms: int | None = None
         self._facts_marks: dict[int, int] | None = None
         self._facts_cache: SourceFacts | None = None
@@ -213,6 +222,8 @@ class KafkaSource(Source):
 
     def _close(self, win: _Window) -> MicroBatch | None:
         self._win = None
+        if self._suspect:
+            self._check_recreated()
         end = self.clock()
         after = self._watermarks(self._assigned)
         self._next_start = (end, after)
@@ -287,6 +298,7 @@ class KafkaSource(Source):
             return messages
         for error in {e for e in errors if e is not None}:
             if error.code() not in _IGNORED_CODES:
+                self._suspect = True
                 self._error = scrub(f"{error.name()}: {error.str()}", self.config.client)
                 log.debug("kafka source %s: %s", self.dataset.name, self._error)
         return [m for m, e in zip(messages, errors, strict=True) if e is None]
@@ -311,7 +323,40 @@ class KafkaSource(Source):
         starts = kafka_offsets.start_offsets(self.config.start, partitions, self._offsets_for_times)
         self._consumer.assign([TopicPartition(self.topic, p, starts[p]) for p in partitions])
         self._assigned = partitions
+        self._topic_id = self._current_topic_id()
         self._up = True
+
+    def _current_topic_id(self) -> str | None:
+        if self._admin is None:
+            return None
+        try:
+            described = self._admin.describe_topics(TopicCollection([self.topic]), request_timeout=2.0)
+            return str(described[self.topic].result(timeout=3.0).topic_id)
+        except Exception:
+            return None
+
+    def _check_recreated(self) -> None:
+        """After a fault, a new topic id means a re-created topic: its offsets restarted, read it all.
+
+        (A broker outage alone keeps the id and the position; only a new log is re-read.)
+        """
+        current = self._current_topic_id()
+        if current is None:
+            return
+        self._suspect = False
+        if self._topic_id is not None and current != self._topic_id:
+            log.info("topic %s was re-created; reading it from the beginning", self.topic)
+            restart = [TopicPartition(self.topic, p, kafka_offsets.OFFSET_BEGINNING) for p in self._assigned]
+            try:
+                if self.joins_group:
+                    for tp in restart:
+                        self._consumer.seek(tp)
+                else:
+                    self._consumer.assign(restart)
+            except Exception:
+                self._suspect = True
+                return
+        self._topic_id = current
 
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         # dqmon's group commits nothing, so every assignment starts at the configured position
@@ -323,6 +368,8 @@ class KafkaSource(Source):
             consumer.assign(partitions)
         with self._lock:
             self._assigned = sorted(set(self._assigned) | set(numbers))
+        if self._topic_id is None:
+            self._topic_id = self._current_topic_id()
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         with self._lock:
@@ -436,6 +483,7 @@ class KafkaSource(Source):
 
     def _mark_down(self, message: str) -> None:
         self._up = False
+        self._suspect = True
         self._error = scrub(message, self.config.client)
 
 
