@@ -96,16 +96,16 @@ def test_slo_burn_alert_names_the_slo_and_the_checks() -> None:
     m = AlertManager(make(), MemoryStateStore())
     events = []
     for minute in range(30):
-        status = Status.FAIL if minute >= 20 else Status.OK
-        events += m.observe([res("freshness", status, slo="fresh")], T0 + 60 * minute)
+        st = Status.FAIL if minute >= 20 else Status.OK
+        events += m.observe([res("freshness", st, slo="fresh")], T0 + 60 * minute)
     slo_alerts = [n for n in events if n.payload["kind"] == "slo"]
     assert len(slo_alerts) == 1
     msg = slo_alerts[0].payload["message"]
     assert "SLO fresh (99%)" in msg
     assert "d/freshness" in msg
-    (status,) = m.slo_status(T0 + 60 * 29)
-    assert status.bad == 10
-    assert status.budget_remaining == pytest.approx(1 - (10 / 30) / 0.01)
+    (slo_state,) = m.slo_status(T0 + 60 * 29)
+    assert slo_state.bad == 10
+    assert slo_state.budget_remaining == pytest.approx(1 - (10 / 30) / 0.01)
 
 
 def test_states_and_slo_buckets_survive_a_restart(tmp_path: Path) -> None:

@@ -117,9 +117,8 @@ def test_every_alert_once_and_replies_in_its_thread(slack_api: FakeSlack, store:
     ]
     assert all(p.body["channel"] == "#ml-alerts" for p in parents)
     by_check = {
-        p.body["blocks"][0]["text"]["text"].split(" / ")[-1]: ts
+        m["blocks"][0]["text"]["text"].split(" / ")[-1]: ts
         for ts, m in slack_api.messages.items()
-        for p in [type("P", (), {"body": m})]
         if not m.get("thread_ts")
     }
     for check, ts in by_check.items():

@@ -13,16 +13,18 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from dqmon.config.models import Pipeline
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECKS = ["c1", "c2", "c3", "c4"]
 
 
-def _pipeline():  # type: ignore[no-untyped-def]
-    from dqmon.config.models import Pipeline
+def _pipeline() -> Pipeline:
 
     return Pipeline.model_validate(
         {
@@ -105,7 +107,7 @@ class Child:
             self.proc.wait(10)
 
 
-def wait_for(cond, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+def wait_for(cond: Callable[[], bool], timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if cond():

@@ -75,7 +75,7 @@ def test_budget_and_burn_rates_match_direct_computation(seq, objective: float) -
         for seconds, got in ((long_s, rate.long_rate), (short_s, rate.short_rate)):
             g, b = direct(seconds)
             assert got == pytest.approx(0.0 if g + b == 0 else (b / (g + b)) / allowed)
-    spent = {}
+    spent: dict[str, int] = {}
     for t, b, check in history:
         if b and in_window(t, 6 * 3600):
             spent[f"d/{check}"] = spent.get(f"d/{check}", 0) + 1

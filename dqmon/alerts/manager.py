@@ -12,6 +12,7 @@ must look at. The result's severity (warn/page) picks the route.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -85,6 +86,8 @@ class AlertManager:
         saved = store.get_baseline(self._slo_key)
         if isinstance(saved, dict):
             self.slo.load_json(saved)
+        # observe() runs on the runtime's thread, the read APIs on the scrape thread
+        self._lock = threading.RLock()
         self._states: dict[str, AlertState] = {}
         self._labels: dict[str, dict[str, str | None]] = {}
         for fp, stored in store.load_alert_states(pipeline.pipeline).items():
@@ -97,7 +100,10 @@ class AlertManager:
         self, results: Sequence[CheckResult], now: datetime | float | None = None
     ) -> list[NewNotification]:
         """Advance every alert these results (and the SLOs) speak about; return what was enqueued."""
-        at = _epoch(now) if now is not None else self.clock()
+        with self._lock:
+            return self._observe(results, _epoch(now) if now is not None else self.clock())
+
+    def _observe(self, results: Sequence[CheckResult], at: float) -> list[NewNotification]:
         signals = self._check_signals(results)
         if self.slo.slos:
             self.slo.record(results, at)
@@ -133,17 +139,21 @@ class AlertManager:
     def firing_counts(self) -> dict[tuple[str, str], int]:
         """Alerts in state firing by (pipeline, severity); both severities always present."""
         counts = {(self.pipeline.pipeline, "warn"): 0, (self.pipeline.pipeline, "page"): 0}
-        for fp, state in self._states.items():
+        with self._lock:
+            states = list(self._states.items())
+        for fp, state in states:
             if state.phase == "firing":
                 key = (self.pipeline.pipeline, str(self._labels.get(fp, {}).get("severity") or "page"))
                 counts[key] = counts.get(key, 0) + 1
         return counts
 
     def states(self) -> dict[str, AlertState]:
-        return dict(self._states)
+        with self._lock:
+            return dict(self._states)
 
     def slo_status(self, now: datetime | float | None = None) -> list[SloStatus]:
-        return self.slo.status(_epoch(now) if now is not None else self.clock())
+        with self._lock:
+            return self.slo.status(_epoch(now) if now is not None else self.clock())
 
     # ------------------------------------------------------------------ internals
     def _spec(self, dataset: str, check: str) -> CheckSpec | None:
