@@ -52,41 +52,69 @@ def suite(reference_file: str) -> Pipeline:
     return Pipeline.model_validate(
         {
             "pipeline": "bench",
-            "datasets": [{
-                "name": "trades",
-                "event_time": "event_ts",
-                "source": {"kind": "kafka", "topic": "bench"},
-                "checks": [
-                    {"validity": {
-                        "not_null": ["trade_id", "symbol", "price", "qty"],
-                        "null_rate": {"venue": 0.1},
-                        "range": {"price": {"gt": 0}, "qty": {"gt": 0, "le": 1000}},
-                        "in_set": {"side": ["buy", "sell"]},
-                        "unique": "trade_id",
-                    }},
-                    {"freshness": {"name": "fresh_max", "max_lag": "30s", "stat": "max"}},
-                    {"freshness": {"name": "fresh_p99", "max_lag": "30s", "stat": "p99"}},
-                    {"volume": {"min": 1000, "max": 5_000_000}},
-                    {"schema": {"on_drift": "ignore", "contract": {"fields": {
-                        "trade_id": {"type": "string", "nullable": False},
-                        "symbol": {"type": "string", "nullable": False},
-                        "side": {"type": "string"},
-                        "price": {"type": "float", "nullable": False},
-                        "qty": {"type": "float"},
-                        "event_ts": {"type": "timestamp", "nullable": False},
-                        "venue": {"type": "string"},
-                    }}}},
-                    {"distribution": {"name": "price_psi", "column": "price", "metric": "psi", "max": 0.2,
-                                      "bins": BINS, "reference": {"file": reference_file, "max_rows": 5_000_000}}},
-                    {"distribution": {"name": "price_ks", "column": "price", "metric": "ks", "max": 0.1,
-                                      "reference": {"file": reference_file, "max_rows": 5_000_000}}},
-                ],
-            }],
+            "datasets": [
+                {
+                    "name": "trades",
+                    "event_time": "event_ts",
+                    "source": {"kind": "kafka", "topic": "bench"},
+                    "checks": [
+                        {
+                            "validity": {
+                                "not_null": ["trade_id", "symbol", "price", "qty"],
+                                "null_rate": {"venue": 0.1},
+                                "range": {"price": {"gt": 0}, "qty": {"gt": 0, "le": 1000}},
+                                "in_set": {"side": ["buy", "sell"]},
+                                "unique": "trade_id",
+                            }
+                        },
+                        {"freshness": {"name": "fresh_max", "max_lag": "30s", "stat": "max"}},
+                        {"freshness": {"name": "fresh_p99", "max_lag": "30s", "stat": "p99"}},
+                        {"volume": {"min": 1000, "max": 5_000_000}},
+                        {
+                            "schema": {
+                                "on_drift": "ignore",
+                                "contract": {
+                                    "fields": {
+                                        "trade_id": {"type": "string", "nullable": False},
+                                        "symbol": {"type": "string", "nullable": False},
+                                        "side": {"type": "string"},
+                                        "price": {"type": "float", "nullable": False},
+                                        "qty": {"type": "float"},
+                                        "event_ts": {"type": "timestamp", "nullable": False},
+                                        "venue": {"type": "string"},
+                                    }
+                                },
+                            }
+                        },
+                        {
+                            "distribution": {
+                                "name": "price_psi",
+                                "column": "price",
+                                "metric": "psi",
+                                "max": 0.2,
+                                "bins": BINS,
+                                "reference": {"file": reference_file, "max_rows": 5_000_000},
+                            }
+                        },
+                        {
+                            "distribution": {
+                                "name": "price_ks",
+                                "column": "price",
+                                "metric": "ks",
+                                "max": 0.1,
+                                "reference": {"file": reference_file, "max_rows": 5_000_000},
+                            }
+                        },
+                    ],
+                }
+            ],
         }
     )
 
 
-def hand_written(df: pl.DataFrame, ref_sorted: np.ndarray[Any, Any], edges: np.ndarray[Any, Any]) -> dict[str, float]:
+def hand_written(
+    df: pl.DataFrame, ref_sorted: np.ndarray[Any, Any], edges: np.ndarray[Any, Any]
+) -> dict[str, float]:
     """Everything the suite computes, written by hand as one select."""
     now = NOW.timestamp()
     n = ref_sorted.size
@@ -96,21 +124,32 @@ def hand_written(df: pl.DataFrame, ref_sorted: np.ndarray[Any, Any], edges: np.n
     ref = pl.lit(pl.Series(ref_sorted))
     ref_cdf_at_ref = pl.lit(pl.Series(np.searchsorted(ref_sorted, ref_sorted, side="right") / n))
     m = price.count()
-    bins = [price.is_between(lo, hi, closed="right").sum().alias(f"bin{i}")
-            for i, (lo, hi) in enumerate(zip([-np.inf, *edges], [*edges, np.inf], strict=True))]
+    bins = [
+        price.is_between(lo, hi, closed="right").sum().alias(f"bin{i}")
+        for i, (lo, hi) in enumerate(zip([-np.inf, *edges], [*edges, np.inf], strict=True))
+    ]
     exprs = [
         *(pl.col(c).null_count().alias(f"null_{c}") for c in ("trade_id", "symbol", "price", "qty", "venue")),
         (price.is_not_null() & ~(finite & (price > 0))).sum().alias("range_price"),
-        (pl.col("qty").is_not_null() & ~(pl.col("qty").is_finite() & (pl.col("qty") > 0) & (pl.col("qty") <= 1000)))
-        .sum().alias("range_qty"),
+        (
+            pl.col("qty").is_not_null()
+            & ~(pl.col("qty").is_finite() & (pl.col("qty") > 0) & (pl.col("qty") <= 1000))
+        )
+        .sum()
+        .alias("range_qty"),
         (pl.col("side").is_not_null() & ~pl.col("side").is_in(["buy", "sell"])).sum().alias("in_set_side"),
-        (pl.col("trade_id").drop_nulls().len() - pl.col("trade_id").drop_nulls().n_unique()).alias("dup_trade_id"),
+        (pl.col("trade_id").drop_nulls().len() - pl.col("trade_id").drop_nulls().n_unique()).alias(
+            "dup_trade_id"
+        ),
         (now - ts.min()).alias("lag_max"),
         (now - ts.quantile(0.01, interpolation="linear")).alias("lag_p99"),
         pl.len().alias("rows"),
         *bins,
         # continuous prices have no ties, so the current ECDF at its i-th sorted value is i/m
-        (ref.search_sorted(price.sort(), side="right") / n - pl.int_range(1, m + 1) / m).abs().max().alias("ks_a"),
+        (ref.search_sorted(price.sort(), side="right") / n - pl.int_range(1, m + 1) / m)
+        .abs()
+        .max()
+        .alias("ks_a"),
         (price.sort().search_sorted(ref, side="right") / m - ref_cdf_at_ref).abs().max().alias("ks_b"),
     ]
     row = df.lazy().select(exprs).collect(engine="in-memory").row(0, named=True)
@@ -157,8 +196,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         reference.write_parquet(Path(tmp) / "reference.parquet")
         pipeline = suite("reference.parquet")
-        engine = DatasetEngine(pipeline, pipeline.datasets[0], base_dir=Path(tmp), store=MemoryStateStore(),
-                               clock=lambda: NOW)
+        engine = DatasetEngine(
+            pipeline, pipeline.datasets[0], base_dir=Path(tmp), store=MemoryStateStore(), clock=lambda: NOW
+        )
         run_engine(engine, df)  # warm-up: loads the reference file once, as a long-running monitor would
         engine_s, results = timed(lambda: run_engine(engine, df), args.repeat)
 
@@ -177,11 +217,15 @@ def main() -> None:
         "duplicates": (got["unique(trade_id)"].details["violations"], hand["dup"]),
         "venue nulls": (got["null_rate(venue)"].details["violations"], hand["null_venue"]),
     }
-    print(f"rows={args.rows:,} reference={args.reference_rows:,} checks={len(results)} results, "
-          f"repeat={args.repeat} (median)")
+    print(
+        f"rows={args.rows:,} reference={args.reference_rows:,} checks={len(results)} results, "
+        f"repeat={args.repeat} (median)"
+    )
     for name, (ours, theirs) in pairs.items():
         agree = abs(float(ours) - float(theirs)) <= 1e-6 * max(1.0, abs(float(theirs)))
-        print(f"  {name:12s} engine={float(ours):.9g} hand={float(theirs):.9g} {'ok' if agree else 'MISMATCH'}")
+        print(
+            f"  {name:12s} engine={float(ours):.9g} hand={float(theirs):.9g} {'ok' if agree else 'MISMATCH'}"
+        )
         if not agree:
             raise SystemExit(f"engine and hand-written query disagree on {name}")
     ratio = hand_s / engine_s

@@ -72,11 +72,22 @@ def dqmon_rate(bootstrap: str, topic: str, n: int) -> tuple[float, int, int]:
                     "window": "5s",
                     "max_rows": 100_000,
                     "event_time": "event_ts",
-                    "source": {"kind": "kafka", "topic": topic, "bootstrap_servers": bootstrap,
-                               "mode": "assign", "start": "earliest", "client": FETCH},  # fmt: skip
+                    "source": {
+                        "kind": "kafka",
+                        "topic": topic,
+                        "bootstrap_servers": bootstrap,
+                        "mode": "assign",
+                        "start": "earliest",
+                        "client": FETCH,
+                    },
                     "checks": [
-                        {"validity": {"not_null": ["trade_id", "symbol", "price"], "range": {"price": {"gt": 0}},
-                                      "in_set": {"side": ["buy", "sell"]}}},  # fmt: skip
+                        {
+                            "validity": {
+                                "not_null": ["trade_id", "symbol", "price"],
+                                "range": {"price": {"gt": 0}},
+                                "in_set": {"side": ["buy", "sell"]},
+                            }
+                        },
                         {"freshness": {"max_lag": "1h", "column": "_timestamp"}},
                         {"volume": {"min": 1}},
                     ],

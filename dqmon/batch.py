@@ -33,6 +33,8 @@ class MicroBatch:
     trace_id: str | None = None
     # records produced in the window per broker watermarks (volume at any sampling rate)
     rows_produced: int | None = None
+    # time the source spent decoding this batch (the rest of its poll time is fetching)
+    decode_seconds: float = 0.0
 
     @property
     def decode_error_count(self) -> int:

@@ -100,6 +100,61 @@ def check(
         raise typer.Exit(1)
 
 
+@app.command()
+def run(
+    checks: ChecksDir,
+    http_port: Annotated[int | None, typer.Option("--http-port", help="override DQMON_HTTP_PORT")] = None,
+    live: Annotated[
+        bool | None, typer.Option("--live/--no-live", help="live status table (default: on a terminal)")
+    ] = None,
+) -> None:
+    """Monitor every dataset of a checks directory until SIGTERM (the sidecar's main process)."""
+    from dqmon.config.settings import Settings
+    from dqmon.runtime.app import Runtime, live_display_enabled
+    from dqmon.telemetry.logging import configure_logging
+
+    settings = Settings()
+    if http_port is not None:
+        settings = settings.model_copy(update={"http_port": http_port})
+    redactor = configure_logging(settings.log_format, settings.log_level)
+    try:
+        runtime = Runtime(checks, settings, redactor=redactor)
+    except ConfigError as exc:
+        _fail_config(exc)
+        return
+    runtime.start()
+    show = live_display_enabled() if live is None else live
+    if not show:
+        runtime.run_forever()
+        return
+    from rich.live import Live
+
+    with Live(runtime.board.render(), refresh_per_second=2, transient=False) as display:
+        runtime.run_forever(on_tick=lambda: display.update(runtime.board.render()))
+
+
+@app.command()
+def demo(
+    checks: Annotated[Path, typer.Option("--checks", "-c", help="checks directory")] = Path("checks"),
+    short: Annotated[bool, typer.Option("--short", help="shorter timeline (~3.5 min instead of ~6)")] = False,
+    http_port: Annotated[int, typer.Option("--http-port", help="metrics port (a free one if taken)")] = 9464,
+) -> None:
+    """Run dqmon on an embedded broker with a synthetic exchange and scripted incidents."""
+    from rich.console import Console
+
+    from dqmon.demo.run import report_table, run_demo
+    from dqmon.telemetry.logging import configure_logging
+
+    configure_logging("console", "WARNING")
+    console = Console(stderr=True)
+    report = run_demo(checks, short=short, http_port=http_port, console=console)
+    for note in report.notes:
+        console.print(f"note: {note}")
+    Console().print(report_table(report))
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     try:
         app()

@@ -9,7 +9,7 @@ and the others still report. Nothing raised by a check escapes `evaluate`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -89,7 +89,7 @@ class DatasetEngine:
         for check in self.checks:
             try:
                 results.extend(check.on_facts(facts, now))
-            except Exception as exc:  # noqa: BLE001 - a broken check must not stop the others
+            except Exception as exc:
                 log.exception("check %s failed on source facts", check.name)
                 results.append(check.error(f"could not evaluate source facts: {_reason(exc)}"))
         return results
@@ -127,13 +127,15 @@ class DatasetEngine:
                 names[index][local] = shared[key]
         if not fused:
             return out
-        with tracer.start_as_current_span("dqmon.checks.aggregate", attributes={"dqmon.expressions": len(fused)}):
+        with tracer.start_as_current_span(
+            "dqmon.checks.aggregate", attributes={"dqmon.expressions": len(fused)}
+        ):
             try:
                 row = _collect(batch.df, fused)
                 for index, mapping in names.items():
                     out[index] = {local: row[alias] for local, alias in mapping.items()}
                 return out
-            except Exception:  # noqa: BLE001 - fall back to isolating the failing check
+            except Exception:
                 log.debug("fused check query failed; evaluating checks one by one", exc_info=True)
             for index, values in exprs.items():
                 if isinstance(values, Exception) or not values:
@@ -147,7 +149,7 @@ class DatasetEngine:
     def _finish(self, check: Check[Any], batch: MicroBatch, values: Mapping[str, Any]) -> list[CheckResult]:
         try:
             return check.finish(batch, values)
-        except Exception as exc:  # noqa: BLE001 - a check's bug or bad data becomes an error result
+        except Exception as exc:
             log.debug("check %s raised", check.name, exc_info=True)
             return [check.error(f"could not evaluate: {_reason(exc)}")]
 

@@ -39,8 +39,9 @@ def run_checks(
 ) -> list[CheckResult]:
     """Evaluate a dataset's checks once, treating `frame` as one micro-batch ending at `now`."""
     at = now or datetime.now(UTC)
-    engine = DatasetEngine(pipeline, dataset, base_dir=base_dir, store=store or MemoryStateStore(),
-                           clock=lambda: at)
+    engine = DatasetEngine(
+        pipeline, dataset, base_dir=base_dir, store=store or MemoryStateStore(), clock=lambda: at
+    )
     batch = MicroBatch(
         pipeline=pipeline.pipeline,
         dataset=dataset.name,
@@ -66,6 +67,13 @@ def render_results(results: Sequence[CheckResult]) -> None:
         table.add_column(column, overflow="fold")
     for r in results:
         value = "" if r.value is None else f"{r.value:.6g}"
-        table.add_row(f"{r.pipeline}/{r.dataset}", r.check, r.kind,
-                      f"[{_STYLE[r.status]}]{r.status.label}[/]", value, r.threshold or "", r.message)
+        table.add_row(
+            f"{r.pipeline}/{r.dataset}",
+            r.check,
+            r.kind,
+            f"[{_STYLE[r.status]}]{r.status.label}[/]",
+            value,
+            r.threshold or "",
+            r.message,
+        )
     Console().print(table)

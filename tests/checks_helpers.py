@@ -34,21 +34,38 @@ def pipeline(checks: list[dict[str, Any]], **dataset: Any) -> Pipeline:
         {
             "pipeline": "p",
             "datasets": [
-                {"name": "trades", "event_time": "event_ts", "source": {"kind": "kafka", "topic": "t"},
-                 "window": "5s", "checks": checks, **dataset}
+                {
+                    "name": "trades",
+                    "event_time": "event_ts",
+                    "source": {"kind": "kafka", "topic": "t"},
+                    "window": "5s",
+                    "checks": checks,
+                    **dataset,
+                }
             ],
         }
     )
 
 
-def engine(checks: list[dict[str, Any]], clock: Callable[[], datetime] | None = None,
-           store: StateStore | None = None, **dataset: Any) -> DatasetEngine:
+def engine(
+    checks: list[dict[str, Any]],
+    clock: Callable[[], datetime] | None = None,
+    store: StateStore | None = None,
+    **dataset: Any,
+) -> DatasetEngine:
     p = pipeline(checks, **dataset)
     return DatasetEngine(p, p.datasets[0], store=store or MemoryStateStore(), clock=clock or Clock())
 
 
-def trades(n: int = 1000, *, seed: int = 0, now: datetime = NOW, lag: float = 2.0, shift: float = 0.0,
-           symbols: tuple[str, ...] = ("BTC-USDT", "ETH-USDT")) -> pl.DataFrame:
+def trades(
+    n: int = 1000,
+    *,
+    seed: int = 0,
+    now: datetime = NOW,
+    lag: float = 2.0,
+    shift: float = 0.0,
+    symbols: tuple[str, ...] = ("BTC-USDT", "ETH-USDT"),
+) -> pl.DataFrame:
     rng = np.random.default_rng(seed)
     event = [now - timedelta(seconds=float(s)) for s in rng.uniform(0, lag, n)]
     return pl.DataFrame(
@@ -64,12 +81,27 @@ def trades(n: int = 1000, *, seed: int = 0, now: datetime = NOW, lag: float = 2.
     )
 
 
-def batch(df: pl.DataFrame, *, now: datetime = NOW, seen: int | None = None,
-          decode_errors: dict[str, int] | None = None, produced: int | None = None) -> MicroBatch:
+def batch(
+    df: pl.DataFrame,
+    *,
+    now: datetime = NOW,
+    seen: int | None = None,
+    decode_errors: dict[str, int] | None = None,
+    produced: int | None = None,
+) -> MicroBatch:
     errors = decode_errors or {}
     sampled = df.height + sum(errors.values())
-    return MicroBatch("p", "trades", df, now - timedelta(seconds=5), now, seen if seen is not None else sampled,
-                      sampled, errors, rows_produced=produced)
+    return MicroBatch(
+        "p",
+        "trades",
+        df,
+        now - timedelta(seconds=5),
+        now,
+        seen if seen is not None else sampled,
+        sampled,
+        errors,
+        rows_produced=produced,
+    )
 
 
 def by_check(results: list[CheckResult]) -> dict[str, CheckResult]:

@@ -26,13 +26,15 @@ VALIDITY = {
 
 
 def test_clean_batch_passes_every_check() -> None:
-    e = engine([
-        {"freshness": {"max_lag": "30s"}},
-        {"volume": {"min": 10, "max": 10_000}},
-        {"schema": {"contract": {"fields": {"price": {"type": "float", "nullable": False}}}}},
-        VALIDITY,
-        {"sql": {"query": "select count(*) as value from batch where qty <= 0", "max": 0}},
-    ])
+    e = engine(
+        [
+            {"freshness": {"max_lag": "30s"}},
+            {"volume": {"min": 10, "max": 10_000}},
+            {"schema": {"contract": {"fields": {"price": {"type": "float", "nullable": False}}}}},
+            VALIDITY,
+            {"sql": {"query": "select count(*) as value from batch where qty <= 0", "max": 0}},
+        ]
+    )
     results = e.evaluate(batch(trades()))
     assert {r.check: r.status for r in results if r.status != Status.OK} == {}
     assert len(results) == 1 + 1 + 3 + 8 + 1
@@ -84,7 +86,9 @@ def test_freshness_silence_survives_restart(tmp_path: Path) -> None:
     store = SqliteStateStore(tmp_path / "state.db")
     engine([{"freshness": {"max_lag": "30s"}}], clock=clock, store=store).evaluate(batch(trades()))
     clock.advance(60)
-    restarted = engine([{"freshness": {"max_lag": "30s"}}], clock=clock, store=SqliteStateStore(tmp_path / "state.db"))
+    restarted = engine(
+        [{"freshness": {"max_lag": "30s"}}], clock=clock, store=SqliteStateStore(tmp_path / "state.db")
+    )
     (stale,) = restarted.sweep(clock())
     assert stale.status == Status.FAIL and stale.value == pytest.approx(60)
 
@@ -110,7 +114,10 @@ def test_volume_anomaly_needs_history_then_flags_a_drop() -> None:
     assert "learning" in r.details["anomaly"]
     for _ in range(5):
         clock.advance(5)
-        assert by_check(e.evaluate(batch(trades(1), seen=int(rng.normal(1000, 30)))))["volume"].status == Status.OK
+        assert (
+            by_check(e.evaluate(batch(trades(1), seen=int(rng.normal(1000, 30)))))["volume"].status
+            == Status.OK
+        )
     drop = by_check(e.evaluate(batch(trades(1), seen=300)))["volume"]
     assert drop.status == Status.FAIL and "below" in drop.message and drop.details["z"] < -4
 
@@ -130,14 +137,18 @@ def test_volume_anomaly_seasonality_compares_same_hour() -> None:
 
 
 def test_schema_contract_violations_named() -> None:
-    contract = {"fields": {
-        "price": {"type": "float", "nullable": False},
-        "trade_id": {"type": "string"},
-        "missing_field": {"type": "int"},
-        "qty": {"type": "string"},
-    }}
+    contract = {
+        "fields": {
+            "price": {"type": "float", "nullable": False},
+            "trade_id": {"type": "string"},
+            "missing_field": {"type": "int"},
+            "qty": {"type": "string"},
+        }
+    }
     e = engine([{"schema": {"contract": contract}}])
-    df = trades().with_columns(pl.when(pl.int_range(pl.len()) < 3).then(None).otherwise(pl.col("price")).alias("price"))
+    df = trades().with_columns(
+        pl.when(pl.int_range(pl.len()) < 3).then(None).otherwise(pl.col("price")).alias("price")
+    )
     result = by_check(e.evaluate(batch(df)))["schema"]
     assert result.status == Status.FAIL
     assert result.details["missing"] == ["missing_field"]
@@ -182,8 +193,10 @@ def test_schema_decode_error_rate() -> None:
 @pytest.mark.parametrize("metric", ["psi", "ks"])
 def test_distribution_rolling_reference_detects_shift(metric: str) -> None:
     clock = Clock()
-    e = engine([{"distribution": {"column": "price", "metric": metric, "max": 0.2, "reference": "rolling_1h"}}],
-               clock=clock)
+    e = engine(
+        [{"distribution": {"column": "price", "metric": metric, "max": 0.2, "reference": "rolling_1h"}}],
+        clock=clock,
+    )
     first = by_check(e.evaluate(batch(trades(seed=0))))["distribution"]
     assert first.status == Status.OK and "insufficient" in first.message
     for seed in range(1, 4):
@@ -196,13 +209,19 @@ def test_distribution_rolling_reference_detects_shift(metric: str) -> None:
 
 def test_distribution_by_segment_names_the_shifted_segment() -> None:
     clock = Clock()
-    e = engine([{"distribution": {"column": "price", "by": "symbol", "max": 0.3, "reference": "rolling_1h"}}],
-               clock=clock)
+    e = engine(
+        [{"distribution": {"column": "price", "by": "symbol", "max": 0.3, "reference": "rolling_1h"}}],
+        clock=clock,
+    )
     for seed in range(3):
         clock.advance(5)
         e.evaluate(batch(trades(seed=seed)))
     df = trades(seed=5).with_columns(
-        pl.when(pl.col("symbol") == "ETH-USDT").then(pl.col("price") * 1.3).otherwise(pl.col("price")).alias("price"))
+        pl.when(pl.col("symbol") == "ETH-USDT")
+        .then(pl.col("price") * 1.3)
+        .otherwise(pl.col("price"))
+        .alias("price")
+    )
     result = by_check(e.evaluate(batch(df)))["distribution"]
     assert result.status == Status.FAIL
     assert "symbol=ETH-USDT" in result.message
@@ -211,41 +230,78 @@ def test_distribution_by_segment_names_the_shifted_segment() -> None:
 
 def test_distribution_categorical_unseen_and_file_reference(tmp_path: Path) -> None:
     trades(2000, seed=1).write_parquet(tmp_path / "ref.parquet")
-    from tests.checks_helpers import pipeline
     from dqmon.engine import DatasetEngine
+    from tests.checks_helpers import pipeline
 
-    p = pipeline([
-        {"distribution": {"name": "venues", "column": "venue", "metric": "unseen", "max": 0.05,
-                          "reference": "file:ref.parquet"}},
-        {"distribution": {"name": "sides", "column": "side", "metric": "chi2", "max": 0.01,
-                          "reference": {"file": "ref.parquet"}}},
-    ])
+    p = pipeline(
+        [
+            {
+                "distribution": {
+                    "name": "venues",
+                    "column": "venue",
+                    "metric": "unseen",
+                    "max": 0.05,
+                    "reference": "file:ref.parquet",
+                }
+            },
+            {
+                "distribution": {
+                    "name": "sides",
+                    "column": "side",
+                    "metric": "chi2",
+                    "max": 0.01,
+                    "reference": {"file": "ref.parquet"},
+                }
+            },
+        ]
+    )
     e = DatasetEngine(p, p.datasets[0], base_dir=tmp_path, store=MemoryStateStore(), clock=Clock())
     assert statuses(e.evaluate(batch(trades()))) == {"venues": Status.OK, "sides": Status.OK}
     odd = trades().with_columns(
-        pl.when(pl.int_range(pl.len()) % 5 == 0).then(pl.lit("newvenue")).otherwise(pl.col("venue")).alias("venue"),
-        pl.when(pl.int_range(pl.len()) % 3 == 0).then(pl.lit("buy")).otherwise(pl.col("side")).alias("side"))
+        pl.when(pl.int_range(pl.len()) % 5 == 0)
+        .then(pl.lit("newvenue"))
+        .otherwise(pl.col("venue"))
+        .alias("venue"),
+        pl.when(pl.int_range(pl.len()) % 3 == 0).then(pl.lit("buy")).otherwise(pl.col("side")).alias("side"),
+    )
     results = by_check(e.evaluate(batch(odd)))
-    assert results["venues"].status == Status.FAIL and results["venues"].details["unseen_examples"] == ["newvenue"]
+    assert results["venues"].status == Status.FAIL and results["venues"].details["unseen_examples"] == [
+        "newvenue"
+    ]
     assert results["sides"].status == Status.FAIL and results["sides"].details["p_value"] < 1e-6
 
 
 def test_validity_rules_each_flag_their_defect() -> None:
     e = engine([VALIDITY])
     n = 1000
-    df = trades(n).with_columns(
-        pl.when(pl.int_range(pl.len()) == 0).then(None).otherwise(pl.col("trade_id")).alias("trade_id"),
-        pl.when(pl.int_range(pl.len()) == 1).then(-1.0).otherwise(pl.col("price")).alias("price"),
-        pl.when(pl.int_range(pl.len()) == 2).then(float("nan")).otherwise(pl.col("qty")).alias("qty"),
-        pl.when(pl.int_range(pl.len()) == 3).then(pl.lit("hold")).otherwise(pl.col("side")).alias("side"),
-        pl.when(pl.int_range(pl.len()) == 4).then(pl.lit("btc")).otherwise(pl.col("symbol")).alias("symbol"),
-        pl.lit(None, dtype=pl.String).alias("venue"),
-    ).with_columns(
-        pl.when(pl.int_range(pl.len()) == 5).then(pl.lit("t0-6")).otherwise(pl.col("trade_id")).alias("trade_id"))
+    df = (
+        trades(n)
+        .with_columns(
+            pl.when(pl.int_range(pl.len()) == 0).then(None).otherwise(pl.col("trade_id")).alias("trade_id"),
+            pl.when(pl.int_range(pl.len()) == 1).then(-1.0).otherwise(pl.col("price")).alias("price"),
+            pl.when(pl.int_range(pl.len()) == 2).then(float("nan")).otherwise(pl.col("qty")).alias("qty"),
+            pl.when(pl.int_range(pl.len()) == 3).then(pl.lit("hold")).otherwise(pl.col("side")).alias("side"),
+            pl.when(pl.int_range(pl.len()) == 4)
+            .then(pl.lit("btc"))
+            .otherwise(pl.col("symbol"))
+            .alias("symbol"),
+            pl.lit(None, dtype=pl.String).alias("venue"),
+        )
+        .with_columns(
+            pl.when(pl.int_range(pl.len()) == 5)
+            .then(pl.lit("t0-6"))
+            .otherwise(pl.col("trade_id"))
+            .alias("trade_id")
+        )
+    )
     got = by_check(e.evaluate(batch(df)))
     assert {k: v.status for k, v in got.items() if v.status != Status.OK} == {
-        "not_null(trade_id)": Status.FAIL, "null_rate(venue)": Status.FAIL, "range(price)": Status.FAIL,
-        "range(qty)": Status.FAIL, "in_set(side)": Status.FAIL, "regex(symbol)": Status.FAIL,
+        "not_null(trade_id)": Status.FAIL,
+        "null_rate(venue)": Status.FAIL,
+        "range(price)": Status.FAIL,
+        "range(qty)": Status.FAIL,
+        "in_set(side)": Status.FAIL,
+        "regex(symbol)": Status.FAIL,
         "unique(trade_id)": Status.FAIL,
     }
     assert got["null_rate(venue)"].value == 1.0
@@ -261,7 +317,9 @@ def test_validity_tolerance_and_warn_severity() -> None:
 
 
 def test_sql_check() -> None:
-    e = engine([{"sql": {"name": "big", "query": "select count(*) as value from batch where qty > 1.5", "max": 10}}])
+    e = engine(
+        [{"sql": {"name": "big", "query": "select count(*) as value from batch where qty > 1.5", "max": 10}}]
+    )
     result = by_check(e.evaluate(batch(trades())))["big"]
     assert result.status == Status.FAIL and result.value > 10
     bad = engine([{"sql": {"query": "select nope from batch", "max": 1}}])

@@ -12,13 +12,42 @@ from tests.checks_helpers import batch, by_check, engine, trades
 SUITE = [
     {"freshness": {"max_lag": "30s"}},
     {"volume": {"min": 1}},
-    {"schema": {"contract": {"fields": {"price": {"type": "float", "nullable": False},
-                                         "symbol": {"type": "string"}}}}},
-    {"distribution": {"column": "price", "metric": "ks", "max": 0.3, "reference": "rolling_1h", "min_rows": 2}},
-    {"distribution": {"name": "cat", "column": "symbol", "metric": "psi", "max": 0.3, "reference": "rolling_1h",
-                      "min_rows": 2, "by": "side"}},
-    {"validity": {"not_null": ["price"], "range": {"price": {"gt": 0}}, "in_set": {"side": ["buy", "sell"]},
-                  "regex": {"symbol": "^[A-Z]"}, "unique": "trade_id"}},
+    {
+        "schema": {
+            "contract": {
+                "fields": {"price": {"type": "float", "nullable": False}, "symbol": {"type": "string"}}
+            }
+        }
+    },
+    {
+        "distribution": {
+            "column": "price",
+            "metric": "ks",
+            "max": 0.3,
+            "reference": "rolling_1h",
+            "min_rows": 2,
+        }
+    },
+    {
+        "distribution": {
+            "name": "cat",
+            "column": "symbol",
+            "metric": "psi",
+            "max": 0.3,
+            "reference": "rolling_1h",
+            "min_rows": 2,
+            "by": "side",
+        }
+    },
+    {
+        "validity": {
+            "not_null": ["price"],
+            "range": {"price": {"gt": 0}},
+            "in_set": {"side": ["buy", "sell"]},
+            "regex": {"symbol": "^[A-Z]"},
+            "unique": "trade_id",
+        }
+    },
     {"sql": {"query": "select avg(price) as value from batch", "min": 0}},
 ]
 
@@ -26,7 +55,9 @@ SUITE = [
 def test_wrong_types_give_error_or_fail_with_reason() -> None:
     e = engine(SUITE)
     e.evaluate(batch(trades()))
-    df = trades().with_columns(pl.col("price").cast(pl.String), pl.col("event_ts").cast(pl.String).str.slice(0, 3))
+    df = trades().with_columns(
+        pl.col("price").cast(pl.String), pl.col("event_ts").cast(pl.String).str.slice(0, 3)
+    )
     got = by_check(e.evaluate(batch(df)))
     assert got["range(price)"].status == Status.ERROR and "numeric" in got["range(price)"].message
     assert got["schema"].status == Status.FAIL and "price" in got["schema"].message
@@ -53,14 +84,20 @@ def test_empty_batches() -> None:
         got = by_check(e.evaluate(batch(df)))
         assert got["volume"].status == Status.FAIL and got["volume"].value == 0
         assert all(r.status in (Status.OK, Status.FAIL) for r in got.values()), {
-            k: (r.status, r.message) for k, r in got.items() if r.status == Status.ERROR}
+            k: (r.status, r.message) for k, r in got.items() if r.status == Status.ERROR
+        }
 
 
 def test_nan_and_inf_values() -> None:
     e = engine(SUITE)
     df = trades().with_columns(
-        pl.when(pl.int_range(pl.len()) < 10).then(float("inf")).when(pl.int_range(pl.len()) < 20)
-        .then(float("nan")).otherwise(pl.col("price")).alias("price"))
+        pl.when(pl.int_range(pl.len()) < 10)
+        .then(float("inf"))
+        .when(pl.int_range(pl.len()) < 20)
+        .then(float("nan"))
+        .otherwise(pl.col("price"))
+        .alias("price")
+    )
     got = by_check(e.evaluate(batch(df)))
     assert got["range(price)"].status == Status.FAIL and got["range(price)"].details["violations"] == 20
     assert got["sql"].status in (Status.OK, Status.ERROR)  # avg of nan is nan: never a crash
@@ -72,7 +109,10 @@ def test_unknown_and_missing_columns() -> None:
     df = pl.DataFrame({"something": [1, 2, 3], "else": ["a", "b", "c"]})
     got = by_check(e.evaluate(batch(df)))
     assert got["not_null(price)"].status == Status.FAIL and "missing" in got["not_null(price)"].message
-    assert got["schema"].status == Status.FAIL and "missing required fields: price, symbol" in got["schema"].message
+    assert (
+        got["schema"].status == Status.FAIL
+        and "missing required fields: price, symbol" in got["schema"].message
+    )
     assert got["freshness"].status == Status.FAIL and "missing" in got["freshness"].message
     assert got["distribution"].status == Status.FAIL and "missing" in got["distribution"].message
 

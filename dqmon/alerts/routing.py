@@ -3,7 +3,7 @@
 Targets are strings: `slack:#channel`, `slack` (the pipeline owner's channel), `webhook:NAME`,
 `log`. A check's own `notify:` wins; else the pipeline's routes in order (first match stops
 unless `continue: true`); else the default: the owner channel on Slack when Slack is
-configured, the log otherwise.
+configured, the log otherwise. Slack targets go to the log when Slack is not configured.
 """
 
 from __future__ import annotations
@@ -34,6 +34,9 @@ def route_targets(
         chosen = ["slack"] if slack_configured else ["log"]
     resolved: list[str] = []
     for target in chosen:
+        if target_notifier(target) == "slack" and not slack_configured:
+            # no Slack integration here (a laptop, the demo): the alert still reaches someone
+            target = "log"
         concrete = resolve_target(target, owner=owner, default_channel=slack_default_channel)
         if concrete not in resolved:
             resolved.append(concrete)

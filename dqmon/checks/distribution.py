@@ -40,8 +40,9 @@ class DistributionCheck(Check[DistributionSpec]):
         # numeric or categorical, fixed by the first batch (or the spec) so a retyped column is an error
         self._mode: bool | None = spec.categorical
         if spec.reference.rolling is not None:
-            self.rolling = RollingReference(spec.reference, ctx.store, self.state_key("reference"),
-                                            spec.max_segments)
+            self.rolling = RollingReference(
+                spec.reference, ctx.store, self.state_key("reference"), spec.max_segments
+            )
 
     # ------------------------------------------------------------------ batch values
     def _categorical(self, dtype: pl.DataType) -> bool:
@@ -64,8 +65,10 @@ class DistributionCheck(Check[DistributionSpec]):
             values = aggregates["sorted"]
             return {ALL: values.to_numpy() if values is not None else np.array([])}
         if not categorical and not df.schema[column].is_numeric():
-            raise TypeError(f"column {column!r} is {df.schema[column]}; numeric metrics need numbers "
-                            "(set categorical: true to compare categories)")
+            raise TypeError(
+                f"column {column!r} is {df.schema[column]}; numeric metrics need numbers "
+                "(set categorical: true to compare categories)"
+            )
         value = pl.col(column).cast(pl.String) if categorical else pl.col(column).cast(pl.Float64)
         keep = value.is_not_null() if categorical else value.is_finite()
         if by is None:
@@ -114,8 +117,9 @@ class DistributionCheck(Check[DistributionSpec]):
         return self._load_fixed(categorical).get(segment, np.array([]))
 
     # ------------------------------------------------------------------ judgement
-    def _score(self, reference: np.ndarray[Any, Any], current: np.ndarray[Any, Any],
-               categorical: bool) -> tuple[float, dict[str, Any]]:
+    def _score(
+        self, reference: np.ndarray[Any, Any], current: np.ndarray[Any, Any], categorical: bool
+    ) -> tuple[float, dict[str, Any]]:
         metric = self.spec.metric
         if categorical:
             ref_cats, ref_counts = np.unique(reference, return_counts=True)
@@ -161,11 +165,17 @@ class DistributionCheck(Check[DistributionSpec]):
         if self._mode is None:
             self._mode = categorical
         if categorical != self._mode or (categorical and self.spec.metric == "ks"):
-            return [self.error(f"column {self.spec.column!r} is {dtype}; this check compares "
-                               f"{'categories' if self._mode else 'numeric values'} and {self.spec.metric} "
-                               f"needs {'a numeric' if self.spec.metric == 'ks' else 'the same kind of'} column")]
+            return [
+                self.error(
+                    f"column {self.spec.column!r} is {dtype}; this check compares "
+                    f"{'categories' if self._mode else 'numeric values'} and {self.spec.metric} "
+                    f"needs {'a numeric' if self.spec.metric == 'ks' else 'the same kind of'} column"
+                )
+            ]
         if not categorical and self.spec.metric in ("unseen", "chi2"):
-            return [self.error(f"{self.spec.metric} needs a categorical column; {self.spec.column!r} is {dtype}")]
+            return [
+                self.error(f"{self.spec.metric} needs a categorical column; {self.spec.column!r} is {dtype}")
+            ]
         now = self.ctx.clock().timestamp()
         current = self._current(batch, aggregates)
         scores: dict[str, float] = {}
@@ -180,21 +190,40 @@ class DistributionCheck(Check[DistributionSpec]):
             if self.rolling is not None:
                 self.rolling.add(segment, values, now, is_sorted=not categorical)
         if not scores:
-            return [self.result(Status.OK, None, threshold,
-                                f"insufficient data (min_rows {self.spec.min_rows}) in {skipped} segment(s)",
-                                details={"skipped_segments": skipped})]
+            return [
+                self.result(
+                    Status.OK,
+                    None,
+                    threshold,
+                    f"insufficient data (min_rows {self.spec.min_rows}) in {skipped} segment(s)",
+                    details={"skipped_segments": skipped},
+                )
+            ]
         worst = max(scores, key=lambda s: scores[s] if np.isfinite(scores[s]) else -1.0)
         value = scores[worst]
         ranked = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)
-        details: dict[str, Any] = {"metric": self.spec.metric, "segments": len(scores),
-                                   "skipped_segments": skipped, **extra[worst]}
+        details: dict[str, Any] = {
+            "metric": self.spec.metric,
+            "segments": len(scores),
+            "skipped_segments": skipped,
+            **extra[worst],
+        }
         if self.spec.by is not None:
             details["worst_segments"] = {s: round(v, 6) for s, v in ranked[:5]}
         where = f" in {self.spec.by}={worst}" if self.spec.by is not None else ""
         if value > self.spec.max:
             breaching = sum(1 for v in scores.values() if v > self.spec.max)
-            message = (f"{self.spec.metric} of {self.spec.column} is {value:.3f}{where}, above {self.spec.max:g}"
-                       + (f" ({breaching} segments)" if self.spec.by is not None else ""))
+            message = (
+                f"{self.spec.metric} of {self.spec.column} is {value:.3f}{where}, above {self.spec.max:g}"
+                + (f" ({breaching} segments)" if self.spec.by is not None else "")
+            )
             return [self.result(self.violation, value, threshold, message, details=details)]
-        return [self.result(Status.OK, value, threshold,
-                            f"{self.spec.metric} of {self.spec.column} is {value:.3f}{where}", details=details)]
+        return [
+            self.result(
+                Status.OK,
+                value,
+                threshold,
+                f"{self.spec.metric} of {self.spec.column} is {value:.3f}{where}",
+                details=details,
+            )
+        ]

@@ -60,7 +60,9 @@ class FreshnessCheck(Check[FreshnessSpec]):
         if batch.rows_decoded == 0:
             return [self._silence(now)]
         if self.column not in batch.df.columns:
-            return [self.result(self.violation, None, threshold, f"event-time column {self.column!r} missing")]
+            return [
+                self.result(self.violation, None, threshold, f"event-time column {self.column!r} missing")
+            ]
         if not aggregates.get("valid"):
             return [
                 self.result(
@@ -86,9 +88,8 @@ class FreshnessCheck(Check[FreshnessSpec]):
             details["ingest_lag_max_seconds"] = round(float(aggregates["ingest_max"]), 3)
             if ingest_p99 > self.spec.max_ingest_lag.total_seconds():
                 status = self.violation
-                message += (
-                    f"; p99 ingest lag {_secs(ingest_p99)} exceeds {format_duration(self.spec.max_ingest_lag)}"
-                )
+                limit = format_duration(self.spec.max_ingest_lag)
+                message += f"; p99 ingest lag {_secs(ingest_p99)} exceeds {limit}"
         return [self.result(status, value, threshold, message, details=details)]
 
     def on_facts(self, facts: SourceFacts, now: datetime) -> list[CheckResult]:
@@ -106,8 +107,9 @@ class FreshnessCheck(Check[FreshnessSpec]):
             return self.result(
                 self.violation, silent, threshold, f"stale: no records for {_secs(silent)}", details=details
             )
-        return self.result(Status.OK, None, threshold, f"no records in window (last {_secs(silent)} ago)",
-                           details=details)
+        return self.result(
+            Status.OK, None, threshold, f"no records in window (last {_secs(silent)} ago)", details=details
+        )
 
     def _arrived(self, now: float) -> None:
         self._last_arrival = now

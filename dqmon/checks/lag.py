@@ -37,12 +37,29 @@ class LagCheck(Check[LagSpec]):
         problems = []
         if self.spec.max_messages is not None and lag.messages > self.spec.max_messages:
             problems.append(f"{lag.messages} messages behind")
-        if (self.spec.max_seconds is not None and lag.seconds is not None
-                and lag.seconds > self.spec.max_seconds.total_seconds()):
+        if (
+            self.spec.max_seconds is not None
+            and lag.seconds is not None
+            and lag.seconds > self.spec.max_seconds.total_seconds()
+        ):
             problems.append(f"{lag.seconds:.1f}s behind")
         details = {"messages": lag.messages, "seconds": lag.seconds, "group": self.spec.group}
         if problems:
-            return [self.result(self.violation, float(lag.messages), threshold,
-                                f"group {self.spec.group} is " + " and ".join(problems), details=details)]
-        return [self.result(Status.OK, float(lag.messages), threshold,
-                            f"group {self.spec.group} is {lag.messages} messages behind", details=details)]
+            return [
+                self.result(
+                    self.violation,
+                    float(lag.messages),
+                    threshold,
+                    f"group {self.spec.group} is " + " and ".join(problems),
+                    details=details,
+                )
+            ]
+        return [
+            self.result(
+                Status.OK,
+                float(lag.messages),
+                threshold,
+                f"group {self.spec.group} is {lag.messages} messages behind",
+                details=details,
+            )
+        ]

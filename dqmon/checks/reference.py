@@ -86,9 +86,7 @@ class RollingReference:
 
     def _persist(self, now: float) -> None:
         self._persisted_at = now
-        payload = {
-            seg: [[c.at, c.values.tolist()] for c in chunks] for seg, chunks in self.segments.items()
-        }
+        payload = {seg: [[c.at, c.values.tolist()] for c in chunks] for seg, chunks in self.segments.items()}
         self.store.put_baseline(self.key, payload)
 
     def _restore(self) -> None:

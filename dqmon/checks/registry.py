@@ -46,7 +46,9 @@ def check_class(kind: str) -> type[Check[Any]]:
     try:
         return _registry[kind]
     except KeyError:
-        raise CheckError(f"unknown check kind {kind!r}; valid kinds: {', '.join(sorted(_registry))}") from None
+        raise CheckError(
+            f"unknown check kind {kind!r}; valid kinds: {', '.join(sorted(_registry))}"
+        ) from None
 
 
 def kinds() -> list[str]:

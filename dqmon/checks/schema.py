@@ -109,13 +109,17 @@ class SchemaCheck(Check[SchemaSpec]):
         if wrong:
             problems.append("wrong types: " + "; ".join(f"{f}: {why}" for f, why in wrong.items()))
         if nulled:
-            problems.append("nulls in non-nullable fields: " + ", ".join(f"{f} ({n})" for f, n in nulled.items()))
+            problems.append(
+                "nulls in non-nullable fields: " + ", ".join(f"{f} ({n})" for f, n in nulled.items())
+            )
         if extra:
             problems.append(f"fields not in contract: {', '.join(extra)}")
         count = len(missing) + len(wrong) + len(nulled) + len(extra)
         details = {"missing": missing, "wrong_type": wrong, "nulls": nulled, "extra": extra}
         if count:
-            return self.result(self.violation, float(count), "0 violations", "; ".join(problems), details=details)
+            return self.result(
+                self.violation, float(count), "0 violations", "; ".join(problems), details=details
+            )
         return self.result(Status.OK, 0.0, "0 violations", "matches contract", details=details)
 
     def _drift(self, batch: MicroBatch) -> CheckResult:
@@ -127,7 +131,9 @@ class SchemaCheck(Check[SchemaSpec]):
         stored = self.ctx.store.get_baseline(self._baseline_key)
         if stored is None:
             self.ctx.store.put_baseline(self._baseline_key, {"fields": current, "drift_since": None})
-            return self.result(Status.OK, 0.0, "0 changes", f"learned baseline of {len(current)} fields", check=name)
+            return self.result(
+                Status.OK, 0.0, "0 changes", f"learned baseline of {len(current)} fields", check=name
+            )
         baseline: dict[str, str] = stored["fields"]
         added = sorted(f for f in current if f not in baseline and current[f] != "null")
         removed = sorted(f for f in baseline if f not in current)
@@ -143,16 +149,23 @@ class SchemaCheck(Check[SchemaSpec]):
             learned = {**baseline, **{f: t for f, t in current.items() if baseline.get(f) == "null"}}
             if learned != baseline or stored.get("drift_since"):
                 self.ctx.store.put_baseline(self._baseline_key, {"fields": learned, "drift_since": None})
-            return self.result(Status.OK, 0.0, "0 changes", "schema matches baseline", check=name, details=details)
+            return self.result(
+                Status.OK, 0.0, "0 changes", "schema matches baseline", check=name, details=details
+            )
         since = stored.get("drift_since") or now.isoformat()
         details["since"] = since
         accept = self.spec.accept_after
         if accept is not None and (now - datetime.fromisoformat(since)) >= accept:
             merged = {f: t for f, t in current.items()}
             self.ctx.store.put_baseline(self._baseline_key, {"fields": merged, "drift_since": None})
-            return self.result(Status.OK, float(changes), "0 changes",
-                               f"drifted schema accepted as the new baseline after {accept}", check=name,
-                               details=details)
+            return self.result(
+                Status.OK,
+                float(changes),
+                "0 changes",
+                f"drifted schema accepted as the new baseline after {accept}",
+                check=name,
+                details=details,
+            )
         if not stored.get("drift_since"):
             self.ctx.store.put_baseline(self._baseline_key, {"fields": baseline, "drift_since": since})
         parts = []
@@ -163,8 +176,14 @@ class SchemaCheck(Check[SchemaSpec]):
         if retyped:
             parts.append("retyped " + ", ".join(f"{f} ({why})" for f, why in retyped.items()))
         status = Status.FAIL if self.spec.on_drift == "fail" else Status.WARN
-        return self.result(status, float(changes), "0 changes", "schema drift: " + "; ".join(parts),
-                           check=name, details=details)
+        return self.result(
+            status,
+            float(changes),
+            "0 changes",
+            "schema drift: " + "; ".join(parts),
+            check=name,
+            details=details,
+        )
 
     def _decode_errors(self, batch: MicroBatch) -> CheckResult:
         name = f"{self.name}:decode_errors"
@@ -174,7 +193,14 @@ class SchemaCheck(Check[SchemaSpec]):
         details = {"errors": dict(batch.decode_errors), "sampled": batch.rows_sampled}
         if rate > self.spec.max_decode_error_rate:
             reasons = ", ".join(f"{r}: {n}" for r, n in sorted(batch.decode_errors.items()))
-            return self.result(self.violation, rate, threshold,
-                               f"{errors} of {batch.rows_sampled} records undecodable ({reasons})",
-                               check=name, details=details)
-        return self.result(Status.OK, rate, threshold, f"{errors} undecodable records", check=name, details=details)
+            return self.result(
+                self.violation,
+                rate,
+                threshold,
+                f"{errors} of {batch.rows_sampled} records undecodable ({reasons})",
+                check=name,
+                details=details,
+            )
+        return self.result(
+            Status.OK, rate, threshold, f"{errors} undecodable records", check=name, details=details
+        )

@@ -41,5 +41,7 @@ class SqlCheck(Check[SqlSpec]):
         low = self.spec.min is not None and value < self.spec.min
         high = self.spec.max is not None and value > self.spec.max
         if low or high:
-            return [self.result(self.violation, value, threshold, f"query value {value:g} outside {threshold}")]
+            return [
+                self.result(self.violation, value, threshold, f"query value {value:g} outside {threshold}")
+            ]
         return [self.result(Status.OK, value, threshold, f"query value {value:g}")]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -63,7 +64,9 @@ def bin_counts(values: FloatArray, edges: FloatArray) -> npt.NDArray[np.int64]:
     return np.bincount(index, minlength=edges.size + 1).astype(np.int64)
 
 
-def psi(reference_counts: Sequence[float] | FloatArray, current_counts: Sequence[float] | FloatArray) -> float:
+def psi(
+    reference_counts: Sequence[float] | npt.NDArray[Any], current_counts: Sequence[float] | npt.NDArray[Any]
+) -> float:
     """Population stability index over matching bins; empty bins clipped to PSI_EPSILON."""
     ref = np.asarray(reference_counts, dtype=np.float64)
     cur = np.asarray(current_counts, dtype=np.float64)
@@ -98,7 +101,7 @@ class RobustScore:
 
 
 def robust_z(history: FloatArray, value: float) -> RobustScore:
-    """Median/MAD z-score. The MAD is scaled to a normal σ (×1.4826) and floored at 5% of the
+    """Median/MAD z-score. The MAD is scaled to a normal sigma (x1.4826) and floored at 5% of the
     median (and at 1) so a perfectly regular history does not make every wobble an anomaly."""
     median = float(np.median(history))
     mad = float(np.median(np.abs(history - median)))

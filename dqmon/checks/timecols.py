@@ -22,9 +22,12 @@ def epoch_seconds(column: str, dtype: pl.DataType) -> pl.Expr:
         x = col.cast(pl.Float64)
         magnitude = x.abs()
         return (
-            pl.when(magnitude >= 1e17).then(x / 1e9)
-            .when(magnitude >= 1e14).then(x / 1e6)
-            .when(magnitude >= 1e11).then(x / 1e3)
+            pl.when(magnitude >= 1e17)
+            .then(x / 1e9)
+            .when(magnitude >= 1e14)
+            .then(x / 1e6)
+            .when(magnitude >= 1e11)
+            .then(x / 1e3)
             .otherwise(x)
         )
     if dtype == pl.String:

@@ -84,8 +84,11 @@ class ValidityCheck(Check[ValiditySpec]):
             return (x.is_not_null() & ~ok).sum()
         if rule.rule == "in_set":
             values = self.spec.in_set[rule.column]
-            if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values) and dtype.is_numeric():
-                member = col.cast(pl.Float64).is_in([float(v) for v in values])  # type: ignore[arg-type]
+            if (
+                all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+                and dtype.is_numeric()
+            ):
+                member = col.cast(pl.Float64).is_in([float(v) for v in values])
             else:
                 member = col.cast(pl.String).is_in([str(v) for v in values])
             return (col.is_not_null() & ~member).sum()
@@ -119,17 +122,33 @@ class ValidityCheck(Check[ValiditySpec]):
                 results.append(self.result(Status.OK, None, threshold, "empty batch", check=name))
             elif rule.column not in batch.df.columns:
                 status = Status.OK if rule.rule == "unique" else self.violation
-                results.append(self.result(status, 1.0 if status != Status.OK else None, threshold,
-                                           f"column {rule.column!r} missing from the batch", check=name))
+                results.append(
+                    self.result(
+                        status,
+                        1.0 if status != Status.OK else None,
+                        threshold,
+                        f"column {rule.column!r} missing from the batch",
+                        check=name,
+                    )
+                )
             else:
                 bad = int(aggregates.get(rule.alias) or 0)
                 ratio = bad / rows
                 details = {"violations": bad, "rows": rows}
                 if ratio > rule.limit:
                     message = f"{bad} of {rows} rows violate {rule.rule} ({rule.describe}) on {rule.column}"
-                    results.append(self.result(self.violation, ratio, threshold, message, check=name,
-                                               details=details))
+                    results.append(
+                        self.result(self.violation, ratio, threshold, message, check=name, details=details)
+                    )
                 else:
-                    results.append(self.result(Status.OK, ratio, threshold, f"{bad} of {rows} rows violate",
-                                               check=name, details=details))
+                    results.append(
+                        self.result(
+                            Status.OK,
+                            ratio,
+                            threshold,
+                            f"{bad} of {rows} rows violate",
+                            check=name,
+                            details=details,
+                        )
+                    )
         return results

@@ -71,7 +71,8 @@ class VolumeCheck(Check[VolumeSpec]):
         self.ctx.store.append_count(series, at, count, spec.history)
         season = _season(at, spec.seasonality)
         values = np.array(
-            [c for t, c in history if season is None or _season(t, spec.seasonality) == season], dtype=np.float64
+            [c for t, c in history if season is None or _season(t, spec.seasonality) == season],
+            dtype=np.float64,
         )
         details["history"] = int(values.size)
         if values.size < spec.min_history:
@@ -84,5 +85,6 @@ class VolumeCheck(Check[VolumeSpec]):
         too_high = score.z > spec.sensitivity and spec.direction in ("both", "high")
         if too_low or too_high:
             word = "below" if too_low else "above"
-            return f"{count} rows is anomalous: {word} the expected band [{low:.0f}, {high:.0f}] (z={score.z:.1f})"
+            band = f"[{low:.0f}, {high:.0f}]"
+            return f"{count} rows is anomalous: {word} the expected band {band} (z={score.z:.1f})"
         return None

@@ -233,9 +233,7 @@ class CheckEntry(StrictModel):
     lag: LagSpec | None = None
     great_expectations: GreatExpectationsSpec | None = None
 
-    model_config = StrictModel.model_config | {
-        "json_schema_extra": {"minProperties": 1, "maxProperties": 1}
-    }
+    model_config = StrictModel.model_config | {"json_schema_extra": {"minProperties": 1, "maxProperties": 1}}
 
     @model_validator(mode="before")
     @classmethod

@@ -43,7 +43,7 @@ def format_duration(value: timedelta) -> str:
         size = _UNIT_SECONDS[unit]
         if seconds >= size and seconds % size == 0:
             return f"{int(seconds // size)}{unit}"
-    return f"{int(round(seconds * 1000))}ms"
+    return f"{round(seconds * 1000)}ms"
 
 
 Duration = Annotated[

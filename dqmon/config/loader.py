@@ -198,7 +198,8 @@ def load_checks(directory: str | os.PathLike[str], env: Mapping[str, str] | None
                     ConfigProblem(
                         name_loc,
                         "pipeline",
-                        f"pipeline {pipeline.pipeline!r} is already defined at {first_seen[pipeline.pipeline]}",
+                        f"pipeline {pipeline.pipeline!r} is already defined at "
+                        f"{first_seen[pipeline.pipeline]}",
                     )
                 )
                 continue
@@ -252,7 +253,11 @@ def _validate(doc: _Doc, problems: list[ConfigProblem]) -> Pipeline | None:
             reason = error["msg"].removeprefix("Value error, ")
             if error["type"] == "missing":
                 problems.append(
-                    ConfigProblem(doc.loc(path[:-1]), _dotted(_clean(doc, path, keep_last=True)), "required key is missing")
+                    ConfigProblem(
+                        doc.loc(path[:-1]),
+                        _dotted(_clean(doc, path, keep_last=True)),
+                        "required key is missing",
+                    )
                 )
             elif error["type"] == "extra_forbidden":
                 problems.append(
@@ -275,10 +280,9 @@ def _clean(doc: _Doc, path: tuple[Any, ...], *, keep_last: bool = False) -> tupl
     node: Any = doc.root
     out: list[Any] = []
     for i, part in enumerate(path):
-        if isinstance(node, CommentedMap) and part in node:
-            node = node[part]
-            out.append(part)
-        elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
+        in_map = isinstance(node, CommentedMap) and part in node
+        in_seq = isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node)
+        if in_map or in_seq:
             node = node[part]
             out.append(part)
         elif keep_last and i == len(path) - 1:
@@ -299,7 +303,9 @@ def _cross_references(doc: _Doc, pipeline: Pipeline, problems: list[ConfigProble
         d_path: tuple[Any, ...] = ("datasets", d_index)
         if dataset.name in seen_datasets:
             problems.append(
-                ConfigProblem(doc.loc((*d_path, "name")), _dotted((*d_path, "name")), "duplicate dataset name")
+                ConfigProblem(
+                    doc.loc((*d_path, "name")), _dotted((*d_path, "name")), "duplicate dataset name"
+                )
             )
         seen_datasets.add(dataset.name)
         seen_checks: set[str] = set()

@@ -31,9 +31,7 @@ class KafkaSource(StrictModel):
     kind: Literal["kafka"]
     topic: str
     format: Literal["json", "avro"] = "json"
-    bootstrap_servers: str | None = Field(
-        None, description="defaults to DQMON_KAFKA_BOOTSTRAP_SERVERS"
-    )
+    bootstrap_servers: str | None = Field(None, description="defaults to DQMON_KAFKA_BOOTSTRAP_SERVERS")
     mode: Literal["group", "assign"] = Field(
         "group", description="group: replicas share partitions in dqmon's own group; assign: read all"
     )

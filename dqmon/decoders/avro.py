@@ -83,7 +83,7 @@ class AvroDecoder:
                     row_index.append(i)
                 except EOFError:
                     status[i] = TRUNCATED
-                except Exception:
+                except Exception:  # noqa: BLE001 - never crash the monitor
                     status[i] = INVALID_AVRO
             if rows:
                 frames.append((np.array(row_index), pl.from_dicts(rows, infer_schema_length=None)))
@@ -102,7 +102,7 @@ class AvroDecoder:
         try:
             text = self.registry.get_schema(schema_id).schema_str
             parsed = fastavro.parse_schema(json.loads(text))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - never crash the monitor
             log.warning("avro schema id %d unavailable: %s", schema_id, type(exc).__name__)
             self._missing[schema_id] = time.monotonic()
             return None

@@ -177,7 +177,7 @@ class KafkaSource(Source):
                 return None
             try:
                 messages = self._consumer.consume(num_messages=_CONSUME_CHUNK, timeout=wait)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - never crash the monitor
                 self._mark_down(f"consume failed: {exc}")
                 time.sleep(min(wait, 0.5))
                 continue
@@ -307,7 +307,7 @@ class KafkaSource(Source):
     def _partitions(self, timeout: float = 2.0) -> list[int]:
         try:
             metadata = self._probe.list_topics(self.topic, timeout=timeout)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - never crash the monitor
             self._mark_down(f"metadata failed: {exc}")
             return []
         topic = metadata.topics.get(self.topic)
@@ -332,7 +332,7 @@ class KafkaSource(Source):
         try:
             described = self._admin.describe_topics(TopicCollection([self.topic]), request_timeout=2.0)
             return str(described[self.topic].result(timeout=3.0).topic_id)
-        except Exception:
+        except Exception:  # noqa: BLE001 - never crash the monitor
             return None
 
     def _check_recreated(self) -> None:
@@ -353,7 +353,7 @@ class KafkaSource(Source):
                         self._consumer.seek(tp)
                 else:
                     self._consumer.assign(restart)
-            except Exception:
+            except Exception:  # noqa: BLE001 - never crash the monitor
                 self._suspect = True
                 return
         self._topic_id = current
@@ -418,7 +418,7 @@ class KafkaSource(Source):
                     TopicPartition(self.topic, p), timeout=1.0, cached=False
                 )
                 marks[p] = (low, high) if with_low else high
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - never crash the monitor
             self._mark_down(f"watermarks failed: {exc}")
             return None
         self._up = True
@@ -436,7 +436,7 @@ class KafkaSource(Source):
         for group, future in futures.items():
             try:
                 result = future.result(timeout=3.0)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - never crash the monitor
                 log.debug("lag of group %s unavailable: %s", group, scrub(str(exc), self.config.client))
                 continue
             committed = {tp.partition: tp.offset for tp in result.topic_partitions if tp.topic == self.topic}

@@ -206,7 +206,7 @@ class SqlSource(Source):
                 connect_timeout=connect_timeout,
                 application_name="dqmon",
             )
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - never crash the monitor
             raise SourceError(
                 f"cannot connect to the database of dataset {self.dataset.name!r}: "
                 f"{redact(str(exc), self._secret())}",
@@ -290,7 +290,7 @@ class SqlSource(Source):
         schema = {name: _PG_DTYPES.get(d.type_code) for name, d in zip(names, description, strict=True)}
         try:
             df = pl.DataFrame(rows, schema=schema, orient="row", strict=False, infer_schema_length=None)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - never crash the monitor
             raise SourceError(
                 f"rows of dataset {self.dataset.name!r} could not be converted: {type(exc).__name__}",
                 code="decode",

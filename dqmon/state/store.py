@@ -200,8 +200,10 @@ class SqliteStateStore(AlertTablesMixin, StateStore):
 
     def append_count(self, series: str, at: datetime, count: float, keep: int) -> None:
         with self._lock:
-            self._run("INSERT INTO window_counts(series, at, count) VALUES (?, ?, ?)",
-                      (series, at.isoformat(), float(count)))
+            self._run(
+                "INSERT INTO window_counts(series, at, count) VALUES (?, ?, ?)",
+                (series, at.isoformat(), float(count)),
+            )
             self._run(
                 "DELETE FROM window_counts WHERE series = ? AND seq <= ("
                 " SELECT seq FROM window_counts WHERE series = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",

@@ -60,7 +60,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _readiness(self) -> Readiness:
         try:
             state = type(self).readiness()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - never crash the monitor
             log.warning("readiness probe raised %s", type(exc).__name__)
             return Readiness(False, ("readiness probe failed",))
         return state if isinstance(state, Readiness) else Readiness(bool(state))

@@ -1,0 +1,91 @@
+"""What the runtime shows a person on a terminal: one live row per dataset."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from rich.table import Table
+
+from dqmon.checks.base import CheckResult, Status
+
+
+@dataclass
+class DatasetStatus:
+    up: bool = False
+    batches: int = 0
+    rows_seen: int = 0
+    last_batch: datetime | None = None
+    results: dict[str, CheckResult] = field(default_factory=dict)
+
+
+class StatusBoard:
+    """Latest state per dataset; thread-safe; rendered as a rich table by the live display."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rows: dict[str, DatasetStatus] = {}
+        self.alerts_firing = 0
+        self.notifications = 0
+
+    def declare(self, name: str) -> None:
+        with self._lock:
+            self._rows.setdefault(name, DatasetStatus())
+
+    def batch(self, name: str, rows_seen: int, at: datetime) -> None:
+        with self._lock:
+            row = self._rows.setdefault(name, DatasetStatus())
+            row.batches += 1
+            row.rows_seen += rows_seen
+            row.last_batch = at
+
+    def results(self, name: str, results: Sequence[CheckResult]) -> None:
+        with self._lock:
+            row = self._rows.setdefault(name, DatasetStatus())
+            for result in results:
+                row.results[result.check] = result
+
+    def source_up(self, name: str, up: bool) -> None:
+        with self._lock:
+            self._rows.setdefault(name, DatasetStatus()).up = up
+
+    def render(self) -> Table:
+        now = datetime.now(UTC)
+        table = Table(
+            title=f"dqmon  alerts firing: {self.alerts_firing}  notifications: {self.notifications}",
+            expand=False,
+        )
+        for column in (
+            "dataset",
+            "source",
+            "batches",
+            "rows seen",
+            "last batch",
+            "ok",
+            "warn",
+            "fail",
+            "error",
+            "failing checks",
+        ):
+            table.add_column(column)
+        with self._lock:
+            for name, row in sorted(self._rows.items()):
+                counts = Counter(r.status for r in row.results.values())
+                failing = [r.check for r in row.results.values() if r.status != Status.OK][:4]
+                age = f"{(now - row.last_batch).total_seconds():.0f}s ago" if row.last_batch else "-"
+                table.add_row(
+                    name,
+                    "[green]up[/]" if row.up else "[red]down[/]",
+                    str(row.batches),
+                    f"{row.rows_seen:,}",
+                    age,
+                    str(counts[Status.OK]),
+                    f"[yellow]{counts[Status.WARN]}[/]" if counts[Status.WARN] else "0",
+                    f"[red]{counts[Status.FAIL]}[/]" if counts[Status.FAIL] else "0",
+                    f"[magenta]{counts[Status.ERROR]}[/]" if counts[Status.ERROR] else "0",
+                    ", ".join(failing),
+                )
+        return table
