@@ -106,27 +106,28 @@ class Judge:
 
     def alert(self, event: str, dataset: str, check: str, at: float) -> None:
         label = f"{dataset}/{check}"
+        if event == "resolved":
+            for outcome in self.outcomes:
+                detected = outcome.detected_at is not None and outcome.resolved_at is None
+                if detected and (outcome.incident.dataset, outcome.detected_by) == (dataset, check):
+                    outcome.resolved_at = at
+            return
+        if event != "firing":
+            return
         in_clean = (
             self.clean_from is not None
             and at >= self.clean_from
             and (self.clean_until is None or at < self.clean_until)
         )
-        if in_clean and event == "firing":
+        if in_clean:
             self.false_alerts.append(label)
             return
         for outcome in reversed(self.outcomes):
-            end = (outcome.ended or at) + self.grace
-            if outcome.started <= at <= end:
-                if event == "firing":
-                    outcome.alerts.add(label)
-                    if (
-                        outcome.detected_at is None
-                        and dataset == outcome.incident.dataset
-                        and check in outcome.incident.detected_by
-                    ):
-                        outcome.detected_at, outcome.detected_by = at, check
-                elif event == "resolved" and outcome.ended is not None and check == outcome.detected_by:
-                    outcome.resolved_at = at
+            if outcome.started <= at <= (outcome.ended or at) + self.grace:
+                outcome.alerts.add(label)
+                expected = dataset == outcome.incident.dataset and check in outcome.incident.detected_by
+                if outcome.detected_at is None and expected:
+                    outcome.detected_at, outcome.detected_by = at, check
                 return
 
     @property
