@@ -76,7 +76,9 @@ def trades(
             "price": rng.normal(100 + shift, 5, n),
             "qty": rng.uniform(0.1, 2, n),
             "event_ts": pl.Series(event, dtype=pl.Datetime("us", "UTC")),
-            "venue": rng.choice(["binance", "coinbase", None], n),
+            "venue": pl.Series(
+                [v or None for v in rng.choice(["binance", "coinbase", ""], n)], dtype=pl.String
+            ),
         }
     )
 
