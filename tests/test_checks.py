@@ -336,3 +336,24 @@ def test_lag_check_reads_facts() -> None:
     (result,) = e.sweep(NOW, behind)
     assert result.status == Status.FAIL and "500 messages" in result.message and "45.0s" in result.message
     assert e.sweep(NOW, SourceFacts(observed_at=NOW))[0].status == Status.ERROR
+
+
+def test_baselines_and_history_survive_restart(tmp_path: Path) -> None:
+    checks = [
+        {"schema": {"on_drift": "fail"}},
+        {"volume": {"anomaly": {"min_history": 5}}},
+        {"distribution": {"column": "price", "max": 0.2, "reference": "rolling_1h"}},
+    ]
+    clock = Clock()
+    first = engine(checks, clock=clock, store=SqliteStateStore(tmp_path / "s.db"))
+    for seed in range(6):
+        clock.advance(5)
+        first.evaluate(batch(trades(seed=seed), seen=1000))
+    clock.advance(120)  # past the reference's persistence throttle
+    first.evaluate(batch(trades(seed=7), seen=1000))
+    restarted = engine(checks, clock=clock, store=SqliteStateStore(tmp_path / "s.db"))
+    drifted = trades(seed=8, shift=20).drop("venue")
+    got = by_check(restarted.evaluate(batch(drifted, seen=100)))
+    assert got["schema:drift"].status == Status.FAIL and got["schema:drift"].details["removed"] == ["venue"]
+    assert got["volume"].status == Status.FAIL and got["volume"].details["history"] >= 5
+    assert got["distribution"].status == Status.FAIL
