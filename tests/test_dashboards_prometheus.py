@@ -1,10 +1,10 @@
 """Every PromQL expression in the dashboards and rules returns data on a real Prometheus.
 
-A real Prometheus (Debian package) scrapes a dqmon process that checks a real topic on the
-tansu broker. `dqmon run` does not exist yet, so the process is a harness that wires the
-real KafkaSource, DatasetEngine, DqmonMetrics, batch spans and TelemetryServer the way the
-runtime will; SLO, alert and notifier numbers are fed through the metrics setters from the
-check results (the runtime's alerting wiring is not part of this test).
+A real Prometheus (Debian package) scrapes a `dqmon run` subprocess that checks a real topic
+on the tansu broker: the checks directory written here has an SLO, a lag check on a consumer
+group the test commits to, a validity check that fails (so an alert fires and the log
+notifier counts a delivery), and the topic carries a few malformed records (decode errors).
+The same /metrics output is linted with `promtool check metrics`.
 """
 
 from __future__ import annotations
@@ -12,151 +12,139 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
-from tests.fixtures.broker import make_producer
+from tests.fixtures.broker import make_producer, produce
 from tests.fixtures.prometheus import PrometheusServer, free_port
 from tests.test_dashboards import DASHBOARDS, as_promql, dashboard_expressions, load
 from tests.test_prom_rules import RULES, load_yaml
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.broker, pytest.mark.slow]
 
-HARNESS = textwrap.dedent(
-    """
-    import signal, sys, time
-    from dqmon.config.models import Pipeline
-    from dqmon.config.settings import Settings
-    from dqmon.engine import DatasetEngine
-    from dqmon.sources.kafka import KafkaSource
-    from dqmon.telemetry.metrics import DqmonMetrics
-    from dqmon.telemetry.server import Readiness, TelemetryServer
-    from dqmon.telemetry.tracing import batch_span
+PIPELINE_GROUP = "features-writer"  # the watched pipeline's own consumer group (the test commits)
+COMMITTED_OFFSET = 5
+DQMON = Path(sys.executable).with_name("dqmon")
 
-    bootstrap, topic, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    pipeline = Pipeline.model_validate({
-        "pipeline": "trades-features",
-        "slos": [{"name": "checks-pass", "objective": 99.0, "window": "1h"}],
-        "datasets": [{
-            "name": "trades",
-            "source": {"kind": "kafka", "topic": topic, "mode": "assign", "start": "earliest",
-                       "consumer_groups": ["features-writer"]},
-            "event_time": "ts",
-            "window": "1s",
-            "checks": [
-                {"validity": {"not_null": ["price"], "range": {"price": {"gt": 0}}, "slo": "checks-pass"}},
-                {"volume": {"min": 1, "anomaly": {"min_history": 3}}},
-                {"freshness": {"max_lag": "30s"}},
-                {"schema": {"on_drift": "warn"}},
-                {"distribution": {"column": "price", "metric": "psi", "max": 0.2,
-                                  "reference": {"rolling": "1h"}, "min_rows": 5}},
-            ],
-        }],
-    })
-    dataset = pipeline.datasets[0]
-    metrics = DqmonMetrics()
-    metrics.declare_dataset(pipeline.pipeline, dataset.name)
-    metrics.declare_notifier("log")
-    for severity in ("warn", "page"):
-        metrics.set_alerts_firing(pipeline.pipeline, severity, 0)
-    engine = DatasetEngine(pipeline, dataset)
-    source = KafkaSource(pipeline, dataset, Settings(kafka_bootstrap_servers=bootstrap))
-    server = TelemetryServer(metrics.registry, host="127.0.0.1", port=port,
-                             readiness=lambda: Readiness(source.facts().up, ("source",)))
-    server.start()
-    source.start()
-    stop = []
-    signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
-    evaluated = failed = 0
-    while not stop:
-        started_ns = time.time_ns()
-        t0 = time.perf_counter()
-        batch = source.poll_batch(0.5)
-        fetch = time.perf_counter() - t0
-        facts = source.facts()
-        metrics.observe_facts(pipeline.pipeline, dataset.name, facts)
-        results = engine.sweep(facts.observed_at, facts)
-        if batch is not None:
-            span = batch_span(pipeline.pipeline, dataset.name, destination=topic, start_time_ns=started_ns)
-            with span as bt:
-                bt.record_stage("fetch", fetch)
-                bt.set_batch(batch)
-                t1 = time.perf_counter()
-                results += bt.attach(engine.evaluate(batch))
-                check = time.perf_counter() - t1
-            metrics.observe_batch(batch, {"fetch": fetch, "decode": 0.0, "check": check})
-        metrics.record_results(results)
-        evaluated += len(results)
-        failing = [r for r in results if r.failed]
-        failed += len(failing)
-        for severity in ("warn", "page"):
-            firing = sum(r.severity == severity for r in failing)
-            metrics.set_alerts_firing(pipeline.pipeline, severity, firing)
-        for _ in failing:
-            metrics.count_notification("log", "delivered")
-        bad = failed / evaluated if evaluated else 0.0
-        burn = bad / 0.01  # share of failed evaluations over the 1% budget of a 99% objective
-        metrics.set_slo(pipeline.pipeline, "checks-pass", 1 - burn, {"5m": burn, "1h": burn})
-    source.close()
-    server.stop()
-    """
-)
+CHECKS = """\
+pipeline: trades-features
+owner: "#ml-platform-alerts"
+slos:
+  - name: checks-pass
+    objective: 99.0
+    window: 1h
+datasets:
+  - name: trades
+    source:
+      kind: kafka
+      topic: {topic}
+      start: earliest
+      consumer_groups: [{group}]
+      # tansu holds the first JoinGroup for session.timeout.ms / 2 (see ENV.md)
+      client: {{session.timeout.ms: 6000, heartbeat.interval.ms: 1500}}
+    event_time: ts
+    window: 1s
+    checks:
+      # negative prices arrive in every window: this check fails and its alert fires
+      - validity: {{not_null: [price], range: {{price: {{gt: 0}}}}, slo: checks-pass}}
+      - volume: {{min: 1, anomaly: {{min_history: 3}}}}
+      - freshness: {{max_lag: 30s}}
+      - schema: {{on_drift: warn}}
+      - distribution: {{column: price, metric: psi, max: 0.2, reference: {{rolling: 1h}}, min_rows: 5}}
+      - lag: {{group: {group}, max_messages: 1000000}}
+"""
+
+
+@dataclass
+class DqmonProcess:
+    process: subprocess.Popen[bytes]
+    url: str
+    log_path: Path
+
+    def log_tail(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
 
 
 @pytest.fixture
-def harness(bootstrap: str, topic: str) -> Iterator[tuple[int, str]]:
+def dqmon_run(bootstrap: str, topic: str, tmp_path: Path) -> Iterator[DqmonProcess]:
+    """`dqmon run` on a checks directory for `topic`; SIGTERM at the end must stop it cleanly."""
+    checks = tmp_path / "checks"
+    checks.mkdir()
+    (checks / "trades.yaml").write_text(CHECKS.format(topic=topic, group=PIPELINE_GROUP))
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", HARNESS, bootstrap, topic, str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env=env,
+    # only what this test sets: no OTLP export, no Slack, no state DSN from the caller's shell
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "DQMON_"))}
+    env.update(
+        DQMON_KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+        DQMON_DATA_DIR=str(tmp_path / "data"),
+        DQMON_HTTP_HOST="127.0.0.1",
+        DQMON_HTTP_PORT=str(port),
+        DQMON_LOG_FORMAT="json",
     )
+    log_path = tmp_path / "dqmon.log"
+    with log_path.open("wb") as log:  # a file, not a pipe: nobody reads it while the test runs
+        process = subprocess.Popen(
+            [str(DQMON), "run", "--checks", str(checks), "--no-live"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    running = DqmonProcess(process, f"http://127.0.0.1:{port}", log_path)
     try:
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, (proc.stdout.read() if proc.stdout else b"").decode()[-3000:]
+        while True:
+            assert process.poll() is None, f"dqmon run exited:\n{running.log_tail()}"
             try:
-                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                httpx.get(f"{running.url}/healthz", timeout=1)
                 break
             except httpx.HTTPError:
+                assert time.monotonic() < deadline, f"no /healthz in 30 s:\n{running.log_tail()}"
                 time.sleep(0.2)
-        yield port, topic
+        yield running
     finally:
-        proc.send_signal(signal.SIGTERM)
+        process.send_signal(signal.SIGTERM)
+        code: int | None
         try:
-            proc.wait(15)
+            code = process.wait(15)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+            process.kill()
+            process.wait(5)
+            code = None
+    assert code == 0, f"dqmon run did not stop cleanly on SIGTERM (exit {code}):\n{running.log_tail()}"
 
 
-def produce_trades(bootstrap: str, topic: str, stop: threading.Event) -> None:
-    """~200 trades per second in small batches, with a malformed record and a new field now and then."""
-    producer = make_producer(bootstrap, exact=False)
-    i = 0
+def trade_values(first: int, count: int) -> list[bytes]:
+    """JSON trades; every 50th record is malformed, every 97th has a negative price, later ones drift."""
+    values = []
+    for i in range(first, first + count):
+        record: dict[str, Any] = {"id": i, "price": 100.0 + (i % 17), "ts": time.time()}
+        if i % 97 == 0:
+            record["price"] = -1.0
+        if i > 1500:
+            record["venue"] = "x"  # schema drift
+        values.append(b"{not json" if i % 50 == 0 else json.dumps(record).encode())
+    return values
+
+
+def produce_trades(producer: Producer, topic: str, first: int, stop: threading.Event) -> None:
+    """~200 trades per second in small batches (not one-message batches: tansu's fetch cost)."""
+    i = first
     while not stop.is_set():
-        for _ in range(20):
-            i += 1
-            record: dict[str, Any] = {"id": i, "price": 100.0 + (i % 17), "ts": time.time()}
-            if i % 97 == 0:
-                record["price"] = -1.0
-            if i > 1500:
-                record["venue"] = "x"  # schema drift
-            value = b"{not json" if i % 50 == 0 else json.dumps(record).encode()
+        for value in trade_values(i, 20):
             producer.produce(topic, value)
+        i += 20
         producer.poll(0)
         time.sleep(0.1)
     producer.flush(10)
@@ -187,55 +175,95 @@ def dashboard_query(expr: str) -> str:
     return expr.replace("$__rate_interval", "1m").replace("$__range", "5m").replace("$__interval", "15s")
 
 
-def test_every_dashboard_and_rule_expression_returns_data(
+def all_queries() -> dict[str, str]:
+    """Every dashboard and rule expression as runnable PromQL -> where it comes from."""
+    return {
+        **{
+            dashboard_query(e): f"dashboard {p.stem}"
+            for p in DASHBOARDS
+            for e in dashboard_expressions(load(p))
+        },
+        **{
+            rule_data_query(r["expr"]): f"rule {r['alert']}"
+            for g in load_yaml(RULES)["groups"]
+            for r in g["rules"]
+        },
+    }
+
+
+def without_data(prom: PrometheusServer, queries: Mapping[str, str], *, patience: float) -> dict[str, str]:
+    """The queries that still return nothing after `patience` seconds of retrying."""
+    deadline = time.monotonic() + patience
+    while True:
+        empty = {q: where for q, where in queries.items() if not prom.query(q)}
+        if not empty or time.monotonic() > deadline:
+            return empty
+        time.sleep(1)
+
+
+def value(prom: PrometheusServer, expr: str) -> float:
+    result = prom.query(expr)
+    assert result, f"no data for {expr}"
+    return float(result[0]["value"][1])
+
+
+def test_every_dashboard_and_rule_expression_returns_data_from_dqmon_run(
     bootstrap: str,
-    harness: tuple[int, str],
+    topic: str,
+    dqmon_run: DqmonProcess,
     prometheus_server: Callable[..., PrometheusServer],
 ) -> None:
-    port, topic = harness
+    producer = make_producer(bootstrap, exact=False)
+    produce(producer, topic, trade_values(1, 200))
+    commit_group_offsets(bootstrap, topic, PIPELINE_GROUP, COMMITTED_OFFSET)
     stop = threading.Event()
-    producer = threading.Thread(target=produce_trades, args=(bootstrap, topic, stop), daemon=True)
-    producer.start()
+    feeder = threading.Thread(target=produce_trades, args=(producer, topic, 201, stop), daemon=True)
+    feeder.start()
     try:
-        commit_group_offsets(bootstrap, topic, "features-writer", 5)
-        prom = prometheus_server([f"127.0.0.1:{port}"], rule_files=[RULES])
-        assert prom.wait_for('dqmon_check_status{kind="schema"}', timeout=60), "no check results scraped"
-        # rates need two samples in the window, the anomaly band three windows of history
-        time.sleep(8)
-        queries = {
-            **{
-                dashboard_query(e): f"dashboard {p.stem}"
-                for p in DASHBOARDS
-                for e in dashboard_expressions(load(p))
-            },
-            **{
-                rule_data_query(r["expr"]): f"rule {r['alert']}"
-                for g in load_yaml(RULES)["groups"]
-                for r in g["rules"]
-            },
-        }
-        empty: dict[str, str] = {}
-        for _ in range(20):
-            empty = {q: where for q, where in queries.items() if not prom.query(q)}
-            if not empty:
-                break
-            time.sleep(1)
+        prom = prometheus_server([dqmon_run.url.removeprefix("http://")], rule_files=[RULES])
+        assert prom.wait_for('dqmon_check_status{kind="schema"}', timeout=40), (
+            f"no check results scraped:\n{dqmon_run.log_tail()}"
+        )
+        queries = all_queries()
+        # rates need two samples in their window, the anomaly band three windows of history,
+        # the SLO and alert gauges the runtime's 5-second job
+        empty = without_data(prom, queries, patience=25)
         assert not empty, "expressions without data:\n" + "\n".join(f"{w}: {q}" for q, w in empty.items())
-        # a query naming a metric dqmon does not emit returns nothing: the assertion above can fail
-        assert prom.query('dqmon_rows_sen_total{pipeline=~".*"}') == []
+
+        # a dashboard query naming a metric dqmon does not emit is reported by the same check
+        misspelled = next(q for q in queries if "dqmon_rows_seen_total" in q)
+        misspelled = misspelled.replace("dqmon_rows_seen_total", "dqmon_rows_sen_total")
+        assert without_data(prom, {misspelled: "typo"}, patience=0) == {misspelled: "typo"}
+
         # the values make sense, not only exist
-        seen = prom.query('dqmon_rows_seen_total{dataset="trades"}')
-        assert float(seen[0]["value"][1]) > 100
-        errors = prom.query('sum(dqmon_decode_errors_total{reason="invalid_json"})')
-        assert float(errors[0]["value"][1]) >= 1
-        lag = prom.query('dqmon_consumer_lag_messages{group="features-writer"}')
-        assert float(lag[0]["value"][1]) > 0
+        assert value(prom, 'sum(dqmon_rows_seen_total{dataset="trades"})') > 100
+        assert value(prom, 'sum(dqmon_decode_errors_total{reason="invalid_json"})') >= 1
+        assert value(prom, f'dqmon_consumer_lag_messages{{group="{PIPELINE_GROUP}"}}') > 0
+        assert value(prom, 'max(dqmon_check_status{kind="lag"})') == 0  # well under max_messages
+        assert value(prom, 'max(dqmon_check_status{kind="validity"})') == 2
+        assert value(prom, 'sum(dqmon_alerts_firing{pipeline="trades-features"})') >= 1
+        assert value(prom, 'dqmon_notifications_total{notifier="log", outcome="delivered"}') >= 1
+        assert value(prom, 'dqmon_slo_error_budget_remaining_ratio{slo="checks-pass"}') < 1
+        # the Kafka source times its decoder: the decode stage has observations with real time
+        assert value(prom, 'sum(dqmon_batch_duration_seconds_count{stage="decode"})') >= 1
+        assert value(prom, 'sum(dqmon_batch_duration_seconds_sum{stage="decode"})') > 0
         rules = httpx.get(f"{prom.url}/api/v1/rules", timeout=5).json()["data"]["groups"][0]["rules"]
         assert {r["health"] for r in rules} == {"ok"}, rules
-        assert httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200
+        assert httpx.get(f"{dqmon_run.url}/readyz", timeout=5).status_code == 200
+
+        # promtool lints what `dqmon run` really serves
+        exposition = httpx.get(f"{dqmon_run.url}/metrics", timeout=5).content
+        assert b'stage="decode"' in exposition
+        promtool = shutil.which("promtool")
+        assert promtool, "promtool is installed by `make system-deps` / .ci/run (Debian prometheus package)"
+        lint = subprocess.run(
+            [promtool, "check", "metrics"], input=exposition, capture_output=True, timeout=30, check=False
+        )
+        report = (lint.stdout + lint.stderr).decode().strip()
+        assert lint.returncode == 0 and report == "", report
     finally:
         stop.set()
-        producer.join(15)
+        feeder.join(15)
 
 
 def test_prometheus_fixture_rejects_a_bad_query(prometheus_server: Callable[..., PrometheusServer]) -> None:
