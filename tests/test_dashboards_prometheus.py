@@ -76,6 +76,11 @@ class DqmonProcess:
     def log_tail(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]
 
+    def log_entries(self) -> list[dict[str, Any]]:
+        """The complete lines logged so far, each parsed as JSON (DQMON_LOG_FORMAT=json)."""
+        text = self.log_path.read_text(errors="replace")
+        return [json.loads(line) for line in text[: text.rfind("\n") + 1].splitlines() if line]
+
 
 @pytest.fixture
 def dqmon_run(bootstrap: str, topic: str, tmp_path: Path) -> Iterator[DqmonProcess]:
@@ -250,6 +255,12 @@ def test_every_dashboard_and_rule_expression_returns_data_from_dqmon_run(
         rules = httpx.get(f"{prom.url}/api/v1/rules", timeout=5).json()["data"]["groups"][0]["rules"]
         assert {r["health"] for r in rules} == {"ok"}, rules
         assert httpx.get(f"{dqmon_run.url}/readyz", timeout=5).status_code == 200
+
+        # the log notifier's lines are JSON with the alert as an object; no per-job scheduler chatter
+        entries = dqmon_run.log_entries()
+        alerts = [e["alert"] for e in entries if e["logger"] == "dqmon.alerts.notifications"]
+        assert any(a["kind"] == "validity" and a["event"] == "firing" for a in alerts), alerts
+        assert not [e for e in entries if e["logger"].startswith("apscheduler") and e["level"] == "info"]
 
         # promtool lints what `dqmon run` really serves
         exposition = httpx.get(f"{dqmon_run.url}/metrics", timeout=5).content

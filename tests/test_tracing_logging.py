@@ -83,3 +83,34 @@ def test_reconfiguring_replaces_the_handler_instead_of_duplicating_lines() -> No
     logging.getLogger("dqmon").info("once")
     assert first.getvalue() == ""
     assert len(second.getvalue().splitlines()) == 1
+
+
+def test_structured_extras_stay_json_objects_with_nested_secrets_redacted() -> None:
+    stream = io.StringIO()
+    configure_logging("json", "INFO", secrets=[TOKEN], stream=stream)
+    payload = {"check": "range(price)", "value": 0.01, "links": [DSN, {"token": TOKEN}], "slo": None}
+    logging.getLogger("dqmon.alerts.notifications").warning("alert FIRING", extra={"alert": payload})
+    (entry,) = lines(stream)
+    assert entry["alert"] == {
+        "check": "range(price)",
+        "value": 0.01,
+        "links": ["postgresql://dqmon:***@db.internal:5432/app", {"token": "***"}],
+        "slo": None,
+    }
+    assert TOKEN not in stream.getvalue() and "pa55w0rd-xyz" not in stream.getvalue()
+
+
+@pytest.mark.parametrize(("level", "routine_lines_shown"), [("INFO", False), ("DEBUG", True)])
+def test_scheduler_routine_lines_only_at_debug(level: str, routine_lines_shown: bool) -> None:
+    scheduler_log = logging.getLogger("apscheduler.executors.default")
+    before = logging.getLogger("apscheduler").level
+    try:
+        stream = io.StringIO()
+        configure_logging("json", level, stream=stream)
+        scheduler_log.info('Job "Runtime._sweep" executed successfully')
+        scheduler_log.warning("Run time of job was missed")
+        messages = [entry["msg"] for entry in lines(stream)]
+    finally:
+        logging.getLogger("apscheduler").setLevel(before)
+    assert ('Job "Runtime._sweep" executed successfully' in messages) is routine_lines_shown
+    assert "Run time of job was missed" in messages

@@ -11,7 +11,7 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Literal, TextIO
 
@@ -26,6 +26,10 @@ _URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>
 # attributes every LogRecord has; anything else was passed via `extra=` and is emitted as a field
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 _MIN_SECRET_LENGTH = 4  # shorter "secrets" would redact ordinary words
+# libraries that log every routine step at INFO (apscheduler: two lines per job run, every
+# second); they speak at WARNING unless dqmon itself runs at DEBUG
+_CHATTY_LOGGERS = ("apscheduler",)
+_JsonValue = str | int | float | bool | None | list["_JsonValue"] | dict[str, "_JsonValue"]
 
 
 class SecretRedactor(logging.Filter):
@@ -58,9 +62,25 @@ class SecretRedactor(logging.Filter):
         if record.exc_text:
             record.exc_text = self.redact(record.exc_text)
         for key, value in list(vars(record).items()):
-            if key not in _STANDARD_ATTRS and isinstance(value, str):
-                setattr(record, key, self.redact(value))
+            if key not in _STANDARD_ATTRS and not key.startswith("_"):
+                setattr(record, key, self.redact_value(value))
         return True
+
+    def redact_value(self, value: object) -> _JsonValue:
+        """An `extra=` value as JSON-ready data with every string in it redacted.
+
+        Structured extras (an alert's payload) stay structured, and a secret nested in them
+        is caught like one in the message.
+        """
+        if isinstance(value, str):
+            return self.redact(value)
+        if value is None or isinstance(value, bool | int | float):
+            return value
+        if isinstance(value, Mapping):
+            return {self.redact(str(k)): self.redact_value(v) for k, v in value.items()}
+        if isinstance(value, list | tuple | set | frozenset):
+            return [self.redact_value(v) for v in value]
+        return self.redact(str(value))
 
 
 class JsonFormatter(logging.Formatter):
@@ -79,12 +99,13 @@ class JsonFormatter(logging.Formatter):
             entry["span_id"] = format(ctx.span_id, "016x")
         for key, value in vars(record).items():
             if key not in _STANDARD_ATTRS and not key.startswith("_"):
-                entry[key] = value if isinstance(value, str | int | float | bool | None) else str(value)
+                # dicts and lists stay JSON objects and arrays (the redactor made them JSON-ready)
+                entry[key] = value
         if record.exc_info and record.exc_info[0] is not None:
             entry["exc"] = self.formatException(record.exc_info)
         elif record.exc_text:
             entry["exc"] = record.exc_text
-        return json.dumps(entry, ensure_ascii=False)
+        return json.dumps(entry, ensure_ascii=False, default=str)
 
 
 _CONSOLE_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
@@ -119,4 +140,7 @@ def configure_logging(
         old.close()
     root.addHandler(handler)
     root.setLevel(level.upper() if isinstance(level, str) else level)
+    chatty_level = logging.NOTSET if root.level <= logging.DEBUG else logging.WARNING
+    for name in _CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(chatty_level)
     return redactor
