@@ -35,6 +35,9 @@ class MicroBatch:
     rows_produced: int | None = None
     # time the source spent decoding this batch (the rest of its poll time is fetching)
     decode_seconds: float = 0.0
+    # the window did not cover the whole dataset (e.g. partitions assigned mid-window): counts
+    # are not comparable with full windows
+    partial: bool = False
 
     @property
     def decode_error_count(self) -> int:

@@ -357,3 +357,13 @@ def test_baselines_and_history_survive_restart(tmp_path: Path) -> None:
     assert got["schema:drift"].status == Status.FAIL and got["schema:drift"].details["removed"] == ["venue"]
     assert got["volume"].status == Status.FAIL and got["volume"].details["history"] >= 5
     assert got["distribution"].status == Status.FAIL
+
+
+def test_volume_does_not_judge_partial_windows() -> None:
+    from dataclasses import replace
+
+    e = engine([{"volume": {"min": 500, "anomaly": {"min_history": 3}}}])
+    partial = replace(batch(trades(10)), partial=True)
+    result = by_check(e.evaluate(partial))["volume"]
+    assert result.status == Status.OK and result.details["partial"]
+    assert by_check(e.evaluate(batch(trades(10))))["volume"].status == Status.FAIL

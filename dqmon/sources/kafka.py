@@ -118,6 +118,8 @@ class KafkaSource(Source):
         self._probe: Any = None  # group-less consumer for watermarks and lag reads; never commits
         self._admin: Any = None
         self._assigned: list[int] = []
+        # when the group last gave us partitions: a window that began earlier saw only part of it
+        self._assigned_at: datetime | None = None
         self._carry: list[Message] = []
         self._win: _Window | None = None
         self._next_start: tuple[datetime, Mapping[int, int] | None] | None = None
@@ -229,6 +231,12 @@ class KafkaSource(Source):
         self._next_start = (end, after)
         if not self._up:
             return None  # while the broker is unreachable the window says nothing about the data
+        if self.joins_group and not self._assigned and not win.messages:
+            return None  # joining the group: an empty window says nothing about the data
+        # a window that began before the group gave us partitions saw only part of them
+        partial = self.joins_group and (
+            not self._assigned or (self._assigned_at is not None and win.start < self._assigned_at)
+        )
         produced = (
             kafka_offsets.produced_between(win.watermarks, after)
             if win.watermarks is not None and after is not None
@@ -262,6 +270,7 @@ class KafkaSource(Source):
             ingest_time_column="_timestamp",
             rows_produced=produced,
             decode_seconds=decode_seconds,
+            partial=partial,
         )
 
     def _to_frame(self, messages: Sequence[Message]) -> tuple[pl.DataFrame, dict[str, int]]:
@@ -375,6 +384,7 @@ class KafkaSource(Source):
             consumer.assign(partitions)
         with self._lock:
             self._assigned = sorted(set(self._assigned) | set(numbers))
+            self._assigned_at = self.clock()
         if self._topic_id is None:
             self._topic_id = self._current_topic_id()
 

@@ -23,8 +23,8 @@ def is_secret_key(key: str) -> bool:
 
 
 def redact(config: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy safe to log: every value under a password/secret/token/key-like name hidden."""
-    return {k: (REDACTED if is_secret_key(k) else v) for k, v in config.items()}
+    """A copy safe to log: values under password/secret/token/key-like names hidden, callbacks left out."""
+    return {k: (REDACTED if is_secret_key(k) else v) for k, v in config.items() if not callable(v)}
 
 
 def scrub(text: str, config: Mapping[str, Any]) -> str:
