@@ -76,6 +76,16 @@ class CheckResult:
         }
 
 
+def bounds_text(*bounds: tuple[str, object | None]) -> str | None:
+    """`>= 10 and <= 20` from (operator, limit) pairs, skipping unset limits; None when all unset."""
+    parts = [
+        f"{op} {limit:g}" if isinstance(limit, float) else f"{op} {limit}"
+        for op, limit in bounds
+        if limit is not None
+    ]
+    return " and ".join(parts) or None
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from dqmon.batch import MicroBatch
-from dqmon.checks.base import Check, CheckResult, Status
+from dqmon.checks.base import Check, CheckResult, Status, bounds_text
 from dqmon.checks.registry import register
 from dqmon.config.checks import LagSpec
 from dqmon.config.durations import format_duration
@@ -23,12 +23,11 @@ class LagCheck(Check[LagSpec]):
         return []  # judged on source facts by the sweep
 
     def on_facts(self, facts: SourceFacts, now: datetime) -> list[CheckResult]:
-        bounds = []
-        if self.spec.max_messages is not None:
-            bounds.append(f"<= {self.spec.max_messages} messages")
-        if self.spec.max_seconds is not None:
-            bounds.append(f"<= {format_duration(self.spec.max_seconds)}")
-        threshold = " and ".join(bounds)
+        seconds = self.spec.max_seconds
+        threshold = bounds_text(
+            ("<=", None if self.spec.max_messages is None else f"{self.spec.max_messages} messages"),
+            ("<=", None if seconds is None else format_duration(seconds)),
+        )
         if not facts.up:
             return [self.error("source is down: consumer lag unknown")]
         lag = facts.consumer_lag.get(self.spec.group)

@@ -8,7 +8,7 @@ from typing import Any
 import polars as pl
 
 from dqmon.batch import MicroBatch
-from dqmon.checks.base import Check, CheckResult, Status
+from dqmon.checks.base import Check, CheckResult, Status, bounds_text
 from dqmon.checks.registry import register
 from dqmon.config.checks import SqlSpec
 
@@ -19,12 +19,7 @@ class SqlCheck(Check[SqlSpec]):
     spec_type = SqlSpec
 
     def finish(self, batch: MicroBatch, aggregates: Mapping[str, Any]) -> list[CheckResult]:
-        bounds = []
-        if self.spec.min is not None:
-            bounds.append(f">= {self.spec.min:g}")
-        if self.spec.max is not None:
-            bounds.append(f"<= {self.spec.max:g}")
-        threshold = " and ".join(bounds)
+        threshold = bounds_text((">=", self.spec.min), ("<=", self.spec.max))
         if batch.rows_decoded == 0:
             return [self.result(Status.OK, None, threshold, "empty batch: query not run")]
         with pl.SQLContext(batch=batch.df.lazy()) as ctx:

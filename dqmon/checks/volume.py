@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from dqmon.batch import MicroBatch
-from dqmon.checks.base import Check, CheckResult, Status
+from dqmon.checks.base import Check, CheckResult, Status, bounds_text
 from dqmon.checks.registry import register
 from dqmon.checks.stats import robust_z
 from dqmon.config.checks import VolumeSpec
@@ -52,12 +52,7 @@ class VolumeCheck(Check[VolumeSpec]):
                     details={"count": count, "counted": counted, "partial": True},
                 )
             ]
-        bounds = []
-        if self.spec.min is not None:
-            bounds.append(f">= {self.spec.min}")
-        if self.spec.max is not None:
-            bounds.append(f"<= {self.spec.max}")
-        threshold = " and ".join(bounds) or None
+        threshold = bounds_text((">=", self.spec.min), ("<=", self.spec.max))
         details: dict[str, Any] = {"count": count, "counted": counted}
         problems = []
         if self.spec.min is not None and count < self.spec.min:
