@@ -145,3 +145,20 @@ def test_postgres_replicas_share_one_outbox_without_double_claims(pg_dsn: str, p
     assert len(claimed) == 90
     for s in replicas:
         s.close()
+
+
+def test_baselines_and_bounded_counts(store: StateStore) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    assert store.get_baseline("p/d/schema") is None
+    store.put_baseline("p/d/schema", {"fields": {"price": "number"}, "drift_since": None})
+    store.put_baseline("p/d/schema", {"fields": {"price": "string"}, "drift_since": "x"})
+    assert store.get_baseline("p/d/schema") == {"fields": {"price": "string"}, "drift_since": "x"}
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    for i in range(12):
+        store.append_count("p/d/volume/counts", start + timedelta(seconds=5 * i), i, keep=5)
+    store.append_count("other", start, 99.0, keep=5)
+    counts = store.counts("p/d/volume/counts", limit=100)
+    assert [c for _, c in counts] == [7.0, 8.0, 9.0, 10.0, 11.0]
+    assert counts[0][0] == start + timedelta(seconds=35)
+    assert [c for _, c in store.counts("p/d/volume/counts", limit=2)] == [10.0, 11.0]

@@ -7,28 +7,20 @@ The DSN is a secret: it never appears in errors or logs (errors carry the SQLSTA
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 
 from dqmon.errors import StateError
+from dqmon.state.baselines import BaselineTablesMixin, baseline_schema_sql
 from dqmon.state.outbox import AlertTablesMixin, Cursor, schema_sql
 from dqmon.state.store import StateStore
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-_BASE_DDL = [
-    "CREATE TABLE IF NOT EXISTS baselines ("
-    " key TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS window_counts (seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
-    " series TEXT NOT NULL, at TEXT NOT NULL, count DOUBLE PRECISION NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS window_counts_series ON window_counts(series, seq)",
-]
 
 
 class _QmarkCursor:
@@ -48,7 +40,7 @@ class _QmarkCursor:
         return self._cur.rowcount
 
 
-class PostgresStateStore(AlertTablesMixin, StateStore):
+class PostgresStateStore(BaselineTablesMixin, AlertTablesMixin, StateStore):
     """One connection guarded by a lock, reconnected when broken; `schema` isolates installs/tests."""
 
     _claim_lock_clause = " FOR UPDATE OF o SKIP LOCKED"
@@ -62,7 +54,8 @@ class PostgresStateStore(AlertTablesMixin, StateStore):
         self._lock = threading.RLock()
         self._conn: psycopg.Connection[Any] | None = None
         with self._tx() as cur:
-            for statement in _BASE_DDL + schema_sql("BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"):
+            identity = "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
+            for statement in baseline_schema_sql(identity, "DOUBLE PRECISION") + schema_sql(identity):
                 cur.execute(statement)
 
     def __repr__(self) -> str:  # never show the DSN
@@ -89,42 +82,6 @@ class PostgresStateStore(AlertTablesMixin, StateStore):
                     yield _QmarkCursor(cur)
             except psycopg.Error as exc:
                 raise StateError(f"PostgreSQL state store: {_describe(exc)}") from None
-
-    # ------------------------------------------------------------------ baselines and counts
-    def get_baseline(self, key: str) -> Any | None:
-        with self._tx() as cur:
-            cur.execute("SELECT value FROM baselines WHERE key = ?", (key,))
-            rows = cur.fetchall()
-        return json.loads(rows[0][0]) if rows else None
-
-    def put_baseline(self, key: str, value: Any) -> None:
-        with self._tx() as cur:
-            cur.execute(
-                "INSERT INTO baselines(key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT(key)"
-                " DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-                (key, json.dumps(value), datetime.now(UTC).isoformat()),
-            )
-
-    def append_count(self, series: str, at: datetime, count: float, keep: int) -> None:
-        with self._tx() as cur:
-            cur.execute(
-                "INSERT INTO window_counts(series, at, count) VALUES (?, ?, ?)",
-                (series, at.isoformat(), float(count)),
-            )
-            cur.execute(
-                "DELETE FROM window_counts WHERE series = ? AND seq <= ("
-                " SELECT seq FROM window_counts WHERE series = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
-                (series, series, keep),
-            )
-
-    def counts(self, series: str, limit: int) -> list[tuple[datetime, float]]:
-        with self._tx() as cur:
-            cur.execute(
-                "SELECT at, count FROM window_counts WHERE series = ? ORDER BY seq DESC LIMIT ?",
-                (series, limit),
-            )
-            rows = cur.fetchall()
-        return [(datetime.fromisoformat(at), float(c)) for at, c in reversed(rows)]
 
     def drop_schema(self) -> None:
         """Remove this store's schema and everything in it (tests, uninstall)."""

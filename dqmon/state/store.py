@@ -11,11 +11,12 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from dqmon.errors import StateError
+from dqmon.state.baselines import BaselineTablesMixin, baseline_schema_sql
 from dqmon.state.outbox import (
     AlertTablesMixin,
     Cursor,
@@ -141,16 +142,7 @@ class MemoryStateStore(AlertTablesMixin, StateStore):
         return list(self._counts.get(series, [])[-limit:])
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS baselines (
-    key TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS window_counts (
-    series TEXT NOT NULL, at TEXT NOT NULL, count REAL NOT NULL, seq INTEGER PRIMARY KEY AUTOINCREMENT);
-CREATE INDEX IF NOT EXISTS window_counts_series ON window_counts(series, seq);
-"""
-
-
-class SqliteStateStore(AlertTablesMixin, StateStore):
+class SqliteStateStore(BaselineTablesMixin, AlertTablesMixin, StateStore):
     """Embedded default. One connection guarded by a lock: dqmon's writes are small and rare."""
 
     def __init__(self, path: Path) -> None:
@@ -161,8 +153,7 @@ class SqliteStateStore(AlertTablesMixin, StateStore):
             self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-            for statement in schema_sql(_SQLITE_ID):
+            for statement in baseline_schema_sql(_SQLITE_ID, "REAL") + schema_sql(_SQLITE_ID):
                 self._db.execute(statement)
         except sqlite3.Error as exc:
             raise StateError(f"cannot open state store {path}: {exc}") from exc
@@ -179,42 +170,6 @@ class SqliteStateStore(AlertTablesMixin, StateStore):
     @property
     def lock(self) -> threading.RLock:
         return self._lock
-
-    def _run(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            try:
-                return self._db.execute(sql, params).fetchall()
-            except sqlite3.Error as exc:
-                raise StateError(f"state store {self.path}: {exc}") from exc
-
-    def get_baseline(self, key: str) -> Any | None:
-        rows = self._run("SELECT value FROM baselines WHERE key = ?", (key,))
-        return json.loads(rows[0][0]) if rows else None
-
-    def put_baseline(self, key: str, value: Any) -> None:
-        self._run(
-            "INSERT INTO baselines(key, value, updated_at) VALUES (?, ?, ?) "
-            "ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-            (key, json.dumps(value), datetime.now(UTC).isoformat()),
-        )
-
-    def append_count(self, series: str, at: datetime, count: float, keep: int) -> None:
-        with self._lock:
-            self._run(
-                "INSERT INTO window_counts(series, at, count) VALUES (?, ?, ?)",
-                (series, at.isoformat(), float(count)),
-            )
-            self._run(
-                "DELETE FROM window_counts WHERE series = ? AND seq <= ("
-                " SELECT seq FROM window_counts WHERE series = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
-                (series, series, keep),
-            )
-
-    def counts(self, series: str, limit: int) -> list[tuple[datetime, float]]:
-        rows = self._run(
-            "SELECT at, count FROM window_counts WHERE series = ? ORDER BY seq DESC LIMIT ?", (series, limit)
-        )
-        return [(datetime.fromisoformat(at), float(c)) for at, c in reversed(rows)]
 
     def close(self) -> None:
         with self._lock:
