@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import numpy as np
 from confluent_kafka import Producer
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fixtures.slack_api import FakeSlack
 
@@ -188,6 +189,25 @@ class DqmonProcess:
             return response is not None and response.status_code == 200
 
         wait_until(ready, timeout, "dqmon /readyz to answer 200")
+
+    def metric(self, name: str, **labels: str) -> float | None:
+        """One sample from /metrics (the text format), None when absent."""
+        response = self.get("/metrics")
+        if response is None or response.status_code != 200:
+            return None
+        for family in text_string_to_metric_families(response.text):
+            for sample in family.samples:
+                if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                    return float(sample.value)
+        return None
+
+    def wait_rows_flowing(self, dataset: str, timeout: float = 60.0) -> None:
+        """Until the dataset's consumer has joined its group and reads rows."""
+
+        def flowing() -> bool:
+            return (self.metric("dqmon_rows_seen_total", dataset=dataset) or 0) > 0
+
+        wait_until(flowing, timeout, f"rows of {dataset} to be read")
 
     def terminate(self, timeout: float = 10.0) -> tuple[int | None, float]:
         """SIGTERM; the exit code (None if it did not exit in time) and the seconds it took."""
