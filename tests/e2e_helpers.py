@@ -144,6 +144,37 @@ class TradesProducer:
             time.sleep(max(0.0, next_tick - time.monotonic()))
 
 
+# --------------------------------------------------------------------------- replay files
+
+
+def write_trades(path: Path, rows: int = 200, null_every: int = 0) -> None:
+    """NDJSON trades of one symbol; every `null_every`-th row has no price."""
+    lines = []
+    for i in range(rows):
+        price = None if null_every and i % null_every == 0 else 100.0 + (i % 17)
+        lines.append(json.dumps({"trade_id": f"t{i}", "symbol": "BTC-USDT", "price": price, "qty": 1.0}))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def write_replay_checks(checks: Path, extra_checks: str = "", window: str = "200ms") -> None:
+    """A pipeline `replayed` whose dataset `trades` replays trades.ndjson in a loop."""
+    checks.mkdir(exist_ok=True)
+    (checks / "replay.yaml").write_text(
+        f"""\
+pipeline: replayed
+owner: "#replay-alerts"
+alerts: {{for: 0s}}
+datasets:
+  - name: trades
+    source: {{kind: replay, path: trades.ndjson, batch_rows: 50, loop: true}}
+    window: {window}
+    checks:
+      - schema: {{on_drift: fail}}
+      - volume: {{min: 1}}
+{extra_checks}"""
+    )
+
+
 # --------------------------------------------------------------------------- dqmon run
 
 

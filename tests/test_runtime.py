@@ -6,7 +6,6 @@ SQLite state store, and the Slack Web API test double (a SaaS) for the replay en
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -23,7 +22,7 @@ from dqmon.config.models import Dataset, Pipeline
 from dqmon.config.settings import Settings
 from dqmon.demo.broker import EmbeddedBroker
 from dqmon.runtime.app import Runtime
-from tests.e2e_helpers import FAST_GROUP_JOIN, wait_until
+from tests.e2e_helpers import FAST_GROUP_JOIN, wait_until, write_replay_checks, write_trades
 from tests.fixtures.broker import create_topic
 from tests.fixtures.slack_api import TOKEN, FakeSlack
 
@@ -32,32 +31,6 @@ Captured = list[tuple[str, CheckResult]]
 
 def _settings(tmp: Path, **extra: object) -> Settings:
     return Settings(data_dir=tmp / "data", http_host="127.0.0.1", http_port=0, **extra)  # type: ignore[arg-type]
-
-
-def _write_trades(path: Path, rows: int = 200, null_every: int = 0) -> None:
-    lines = []
-    for i in range(rows):
-        price = None if null_every and i % null_every == 0 else 100.0 + (i % 17)
-        lines.append(json.dumps({"trade_id": f"t{i}", "symbol": "BTC-USDT", "price": price, "qty": 1.0}))
-    path.write_text("\n".join(lines) + "\n")
-
-
-def _replay_checks(checks: Path, extra_checks: str = "", window: str = "200ms") -> None:
-    checks.mkdir(exist_ok=True)
-    (checks / "replay.yaml").write_text(
-        f"""\
-pipeline: replayed
-owner: "#replay-alerts"
-alerts: {{for: 0s}}
-datasets:
-  - name: trades
-    source: {{kind: replay, path: trades.ndjson, batch_rows: 50, loop: true}}
-    window: {window}
-    checks:
-      - schema: {{on_drift: fail}}
-      - volume: {{min: 1}}
-{extra_checks}"""
-    )
 
 
 def _capture(runtime: Runtime) -> Captured:
@@ -142,8 +115,8 @@ def test_reload_adds_a_check_and_keeps_the_learned_schema_baseline(
     tmp_path: Path, running: list[Runtime]
 ) -> None:
     checks = tmp_path / "checks"
-    _replay_checks(checks)
-    _write_trades(checks / "trades.ndjson")
+    write_replay_checks(checks)
+    write_trades(checks / "trades.ndjson")
     runtime = Runtime(checks, _settings(tmp_path), registry=CollectorRegistry(), watch_files=False)
     running.append(runtime)
     captured = _capture(runtime)
@@ -151,7 +124,7 @@ def test_reload_adds_a_check_and_keeps_the_learned_schema_baseline(
     wait_until(lambda: len(_drift_messages(captured)) >= 3, 15, "three schema evaluations")
     assert _drift_messages(captured)[0].startswith("learned baseline"), _drift_messages(captured)
 
-    _replay_checks(checks, extra_checks="      - validity: {not_null: [price]}\n")
+    write_replay_checks(checks, extra_checks="      - validity: {not_null: [price]}\n")
     runtime._watch_files()
     assert runtime._reload_requested.is_set()  # the file watcher noticed the change
     mark = len(captured)
@@ -170,8 +143,8 @@ def test_an_invalid_reload_is_logged_and_the_old_checks_keep_running(
     tmp_path: Path, running: list[Runtime], caplog: pytest.LogCaptureFixture
 ) -> None:
     checks = tmp_path / "checks"
-    _replay_checks(checks)
-    _write_trades(checks / "trades.ndjson")
+    write_replay_checks(checks)
+    write_trades(checks / "trades.ndjson")
     runtime = Runtime(checks, _settings(tmp_path), registry=CollectorRegistry(), watch_files=False)
     running.append(runtime)
     captured = _capture(runtime)
@@ -200,8 +173,8 @@ def test_a_slow_dataset_drops_the_oldest_batches_and_counts_them(
     tmp_path: Path, running: list[Runtime]
 ) -> None:
     checks = tmp_path / "checks"
-    _replay_checks(checks, window="50ms")
-    _write_trades(checks / "trades.ndjson")
+    write_replay_checks(checks, window="50ms")
+    write_trades(checks / "trades.ndjson")
     registry = CollectorRegistry()
     settings = _settings(tmp_path, max_queue_batches=2)
     runtime = Runtime(checks, settings, registry=registry, watch_files=False)
@@ -239,8 +212,8 @@ def test_a_replay_dataset_runs_end_to_end_to_slack(
     tmp_path: Path, slack_api: FakeSlack, running: list[Runtime]
 ) -> None:
     checks = tmp_path / "checks"
-    _replay_checks(checks, extra_checks="      - validity: {not_null: [price]}\n")
-    _write_trades(checks / "trades.ndjson", rows=200, null_every=10)
+    write_replay_checks(checks, extra_checks="      - validity: {not_null: [price]}\n")
+    write_trades(checks / "trades.ndjson", rows=200, null_every=10)
     registry = CollectorRegistry()
     settings = _settings(tmp_path, slack_token=TOKEN, slack_api_url=slack_api.api_url)
     runtime = Runtime(checks, settings, registry=registry, watch_files=False)
