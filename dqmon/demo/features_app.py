@@ -21,6 +21,8 @@ SETUP_SQL = """
 CREATE TABLE IF NOT EXISTS dqmon_demo_features (
     symbol text PRIMARY KEY, vwap_1m double precision, trade_count_1m integer,
     volatility_1m double precision, updated_at timestamptz NOT NULL);
+-- rows left by an earlier run are minutes old: dqmon's first sample would count them as stale
+TRUNCATE dqmon_demo_features;
 DROP MATERIALIZED VIEW IF EXISTS trade_features_mv;
 CREATE MATERIALIZED VIEW trade_features_mv AS SELECT * FROM dqmon_demo_features;
 CREATE UNIQUE INDEX IF NOT EXISTS trade_features_mv_symbol ON trade_features_mv(symbol);
