@@ -99,6 +99,7 @@ class OutboxRow:
     fingerprint: str
     event: str
     status: str
+    check: str  # dataset/check
 
 
 def outbox_rows(db: Path) -> list[OutboxRow]:
@@ -106,8 +107,12 @@ def outbox_rows(db: Path) -> list[OutboxRow]:
     if not db.exists():
         return []
     with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as conn:
-        rows = conn.execute("SELECT id, fingerprint, event, status FROM outbox ORDER BY id").fetchall()
-    return [OutboxRow(int(i), str(f), str(e), str(st)) for i, f, e, st in rows]
+        rows = conn.execute(
+            "SELECT id, fingerprint, event, status,"
+            " json_extract(payload, '$.dataset') || '/' || json_extract(payload, '$.check')"
+            " FROM outbox ORDER BY id"
+        ).fetchall()
+    return [OutboxRow(int(i), str(f), str(e), str(st), str(c)) for i, f, e, st, c in rows]
 
 
 def _fingerprint(body: dict[str, object]) -> str | None:
@@ -332,7 +337,12 @@ def test_sigterm_mid_run_exits_0_and_loses_no_notification(stack: tuple[Stack, V
         def pending() -> int:
             return sum(1 for row in outbox_rows(db) if row.status == "pending")
 
-        wait_until(lambda: pending() >= 2, 40, "two notifications pending in the outbox", interval=0.5)
+        stale = {"trades/freshness", "features_mv/freshness"}
+
+        def both_pending() -> bool:
+            return stale <= {r.check for r in outbox_rows(db) if r.status == "pending"}
+
+        wait_until(both_pending, 40, f"FIRING of {stale} pending in the outbox", interval=0.5)
         code, seconds = proc.terminate()
         assert code == 0, proc.log_tail()
         assert seconds < 10, seconds
@@ -356,7 +366,7 @@ def test_sigterm_mid_run_exits_0_and_loses_no_notification(stack: tuple[Stack, V
         expected = Counter((r.fingerprint, r.event) for r in rows.values())
         assert sent == expected, f"Slack got {sent}, the outbox holds {expected}"
         checks = {slack_check(slack, r.fingerprint) for r in before_restart}
-        assert {"e2e/trades/freshness", "e2e/features_mv/freshness"} <= checks, checks
+        assert {f"{PIPELINE}/{c}" for c in stale} <= checks, checks
         code, seconds = restarted.terminate()
         assert code == 0 and seconds < 10, restarted.log_tail()
     finally:
