@@ -34,7 +34,8 @@ class FreshnessCheck(Check[FreshnessSpec]):
         stored = ctx.store.get_baseline(self.state_key("last_arrival"))
         # Until the first record, silence is measured from start-up: a topic that never
         # produces must still go stale.
-        self._last_arrival: float = float(stored) if stored is not None else ctx.clock().timestamp()
+        self._last_arrival: float | None = float(stored) if stored is not None else None
+        self._started = ctx.clock().timestamp()
 
     def aggregations(self, schema: pl.Schema) -> Sequence[pl.Expr]:
         if self.column is None or self.column not in schema:
@@ -46,8 +47,11 @@ class FreshnessCheck(Check[FreshnessSpec]):
             ts.quantile(0.01, interpolation="linear").alias("p01"),
             ts.count().alias("valid"),
         ]
-        if INGEST_TIME_COLUMN in schema and self.spec.max_ingest_lag is not None:
+        if INGEST_TIME_COLUMN in schema:
+            # when records were produced: what silence is measured from
             ingest = epoch_seconds(INGEST_TIME_COLUMN, schema[INGEST_TIME_COLUMN])
+            exprs.append(ingest.max().alias("ingest_newest"))
+        if INGEST_TIME_COLUMN in schema and self.spec.max_ingest_lag is not None:
             exprs.append((ingest - ts).quantile(0.99, interpolation="linear").alias("ingest_p99"))
             exprs.append((ingest - ts).max().alias("ingest_max"))
         return exprs
@@ -69,7 +73,8 @@ class FreshnessCheck(Check[FreshnessSpec]):
                     self.violation, None, threshold, f"no parseable event times in column {self.column!r}"
                 )
             ]
-        self._arrived(now)
+        produced = aggregates.get("ingest_newest")
+        self._arrived(min(now, float(produced if produced is not None else aggregates["newest"])))
         lags = {
             "newest": now - float(aggregates["newest"]),
             "p99": now - float(aggregates["p01"]),
@@ -95,12 +100,13 @@ class FreshnessCheck(Check[FreshnessSpec]):
     def on_facts(self, facts: SourceFacts, now: datetime) -> list[CheckResult]:
         """Staleness sweep: only speaks when the dataset has been silent for too long."""
         if facts.newest_record_time is not None:
-            self._last_arrival = max(self._last_arrival, facts.newest_record_time.timestamp())
+            self._arrived(facts.newest_record_time.timestamp())
         result = self._silence(now.timestamp())
         return [result] if result.status != Status.OK else []
 
     def _silence(self, now: float) -> CheckResult:
-        silent = max(0.0, now - self._last_arrival)
+        since = self._last_arrival if self._last_arrival is not None else self._started
+        silent = max(0.0, now - since)
         threshold = f"<= {format_duration(self.spec.max_lag)}"
         details = {"silent_seconds": round(silent, 3)}
         if silent > self.max_silence:
@@ -111,6 +117,9 @@ class FreshnessCheck(Check[FreshnessSpec]):
             Status.OK, None, threshold, f"no records in window (last {_secs(silent)} ago)", details=details
         )
 
-    def _arrived(self, now: float) -> None:
-        self._last_arrival = now
-        self.ctx.store.put_baseline(self.state_key("last_arrival"), now)
+    def _arrived(self, at: float) -> None:
+        """Silence counts from the newest record's production (or event) time, not from when dqmon
+        read it: re-reading old records after a restart must not look like fresh data."""
+        if self._last_arrival is None or at > self._last_arrival:
+            self._last_arrival = at
+            self.ctx.store.put_baseline(self.state_key("last_arrival"), at)

@@ -43,15 +43,7 @@ class VolumeCheck(Check[VolumeSpec]):
     def finish(self, batch: MicroBatch, aggregates: Mapping[str, Any]) -> list[CheckResult]:
         count, counted = self._count(batch)
         if batch.partial:
-            return [
-                self.result(
-                    Status.OK,
-                    float(count),
-                    None,
-                    f"{count} rows in a partial window (partitions just assigned): not judged",
-                    details={"count": count, "counted": counted, "partial": True},
-                )
-            ]
+            return []  # partitions arrived mid-window: the count says nothing, and must not resolve
         threshold = bounds_text((">=", self.spec.min), ("<=", self.spec.max))
         details: dict[str, Any] = {"count": count, "counted": counted}
         problems = []
