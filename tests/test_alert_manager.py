@@ -137,3 +137,19 @@ def test_notifiers_from_settings_read_secret_files(tmp_path: Path) -> None:
     hook = build_notifiers(Settings(slack_webhook_url="http://127.0.0.1:1/hooks/x"))
     assert isinstance(hook["slack"], SlackWebhookNotifier)
     assert set(build_notifiers(Settings())) == {"log"}
+
+
+def test_slack_routes_go_to_the_log_when_slack_is_not_configured() -> None:
+    from dqmon.alerts.routing import route_targets
+    from dqmon.config.models import Route
+
+    routes = [
+        Route.model_validate(
+            {"match": {"severity": "page"}, "notify": ["slack", "slack:#oncall", "webhook:x"]}
+        )
+    ]
+    labels = {"severity": "page"}
+    without = route_targets(labels, check_notify=[], routes=routes, owner="#team", slack_configured=False)
+    assert without == ["log", "webhook:x"]
+    with_slack = route_targets(labels, check_notify=[], routes=routes, owner="#team", slack_configured=True)
+    assert with_slack == ["slack:#team", "slack:#oncall", "webhook:x"]
