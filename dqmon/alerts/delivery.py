@@ -169,9 +169,8 @@ class DeliveryWorker:
         try:
             if notifier is None:
                 raise NotifyError(f"no notifier configured for target {item.target!r}", permanent=True)
-            thread_ref = (
-                self.store.get_thread(item.thread_key, item.target) if item.event != "firing" else None
-            )
+            # a firing alert opens its own thread, or replies in its pipeline's group thread
+            thread_ref = self.store.get_thread(item.thread_key, item.target)
             ref = notifier.send(item, thread_ref)
         except NotifyError as exc:
             self._failed(item, name, exc)

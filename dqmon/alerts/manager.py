@@ -94,6 +94,10 @@ class AlertManager:
             body = dict(stored.body)
             self._labels[fp] = dict(body.pop("labels", {}))
             self._states[fp] = AlertState.from_json(fp, body)
+        # group_by: pipeline — the thread all of this pipeline's announced alerts share while any fires
+        self._group_key_name = f"alerts/{pipeline.pipeline}/group"
+        group = store.get_baseline(self._group_key_name) if policy.group_by == "pipeline" else None
+        self._group: str | None = group if isinstance(group, str) else None
 
     # ------------------------------------------------------------------ the one entry point
     def observe(
@@ -289,6 +293,8 @@ class AlertManager:
             **signal.facts,
         }
         thread = step.episode or f"{signal.fingerprint}:none"
+        if self.pipeline.alerts.group_by == "pipeline":
+            thread = self._group_thread(signal.fingerprint, step.event, at, payload)
         return [
             NewNotification(
                 fingerprint=signal.fingerprint,
@@ -300,6 +306,23 @@ class AlertManager:
             )
             for target in targets
         ]
+
+    def _group_thread(self, fingerprint: str, event: str, at: float, payload: dict[str, Any]) -> str:
+        """One thread per pipeline incident: it opens with the first announced alert, gathers the
+        others as replies, and closes when the last announced alert resolves."""
+        announced = sum(1 for s in self._states.values() if s.notified == "firing")
+        if self._group is None or (event == "firing" and announced <= 1):
+            self._group = f"{self.pipeline.pipeline}:group:{at:.3f}:{fingerprint[:8]}"
+            self.store.put_baseline(self._group_key_name, self._group)
+            payload["group_opened"] = True
+        group = self._group
+        payload["grouped"] = True
+        payload["group_firing"] = announced
+        if event == "resolved" and announced == 0:
+            payload["group_closed"] = True
+            self._group = None
+            self.store.put_baseline(self._group_key_name, None)
+        return group
 
     def _slo_at_risk(self, slo: str | None, at: float) -> str | None:
         if slo is None:

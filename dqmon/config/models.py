@@ -161,6 +161,11 @@ class AlertPolicy(StrictModel):
     repeat_interval: Duration = Field(timedelta(hours=4), description="re-notify a still-firing alert")
     send_resolved: bool = True
     flap: FlapPolicy = Field(default_factory=FlapPolicy)
+    group_by: Literal["alert", "pipeline"] = Field(
+        "alert",
+        description="alert: one Slack thread per alert; pipeline: one thread per pipeline incident, "
+        "opened by the first alert, closed when the last resolves",
+    )
     routes: list[Route] = Field(
         default_factory=list, description="first match wins unless continue; default: the owner channel"
     )

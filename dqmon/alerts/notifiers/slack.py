@@ -114,7 +114,7 @@ class SlackBotNotifier(Notifier):
     def send(self, item: OutboxItem, thread_ref: str | None) -> str | None:
         p = item.payload
         text = fallback_text(p, item.event)
-        if thread_ref is None or item.event == "firing":
+        if thread_ref is None:
             channel = item.target.split(":", 1)[1] if ":" in item.target else self._default_channel
             if not channel:
                 raise NotifyError(
@@ -129,11 +129,13 @@ class SlackBotNotifier(Notifier):
             )
             return f"{resp['channel']} {resp['ts']}" if item.event == "firing" else None
         channel_id, ts = thread_ref.split(" ", 1)
-        if item.event == "resolved":
+        # the thread's parent turns resolved with its alert, or with the last alert of a group
+        if item.event == "resolved" and (not p.get("grouped") or p.get("group_closed")):
+            parent_text = text if not p.get("grouped") else f"RESOLVED: all alerts of {p.get('pipeline')}"
             _call(
                 "chat.update",
                 lambda: self._client.chat_update(
-                    channel=channel_id, ts=ts, text=text, blocks=alert_blocks(p, "resolved")
+                    channel=channel_id, ts=ts, text=parent_text, blocks=alert_blocks(p, "resolved")
                 ),
             )
         _call(
