@@ -225,5 +225,9 @@ def report_table(report: DemoReport) -> Table:
             "yes" if o.resolved_at is not None else "-",
         )
     clean = ", ".join(report.judge.false_alerts) or "none"
-    table.caption = f"alerts fired on the clean stretch: {clean}"
+    table.caption = (
+        f"alerts fired on the clean stretch: {clean}\n"
+        "resolved: a resolve notification went out before the demo ended (an alert that changed "
+        "state 4 times in 10 minutes is flapping: its notifications pause, see docs/alerting.md)"
+    )
     return table
