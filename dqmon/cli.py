@@ -101,6 +101,67 @@ def check(
 
 
 @app.command()
+def backtest(
+    file: Annotated[Path, typer.Argument(help="NDJSON, Parquet or CSV file of historical records")],
+    checks: ChecksDir,
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="dataset name or pipeline/dataset")],
+    window: Annotated[
+        str | None, typer.Option("--window", help="window size (default: the dataset's window)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print alert events as JSON lines")] = False,
+) -> None:
+    """Replay a file window by window (by event time) through the checks and alert rules."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from dqmon.backtest import backtest as run_backtest
+    from dqmon.config.durations import parse_duration
+    from dqmon.config.loader import load_checks
+    from dqmon.testing import read_batch_file
+
+    try:
+        config = load_checks(checks)
+        pipeline, ds = config.find_dataset(dataset)
+        frame = read_batch_file(file)
+        size = parse_duration(window) if window else None
+        report = run_backtest(frame, pipeline, ds, base_dir=config.base_dir(pipeline.pipeline), window=size)
+    except ConfigError as exc:
+        _fail_config(exc)
+        return
+    except (KeyError, ValueError, OSError, DqmonError) as exc:
+        typer.echo(str(exc.args[0]) if isinstance(exc, KeyError) else str(exc), err=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        for event in report.alerts:
+            typer.echo(
+                json.dumps(
+                    {
+                        "at": event.at.isoformat(),
+                        "event": event.event,
+                        "check": event.check,
+                        "message": event.message,
+                    }
+                )
+            )
+        return
+    console = Console()
+    summary = Table(
+        title=f"{pipeline.pipeline}/{ds.name}: {report.rows:,} rows in {report.windows:,} windows"
+    )
+    for column in ("check", "ok", "warn", "fail", "error"):
+        summary.add_column(column)
+    for check_name, counts in report.evaluations.items():
+        summary.add_row(check_name, *(str(counts[s]) for s in ("ok", "warn", "fail", "error")))
+    console.print(summary)
+    events = Table(title=f"alert events ({len(report.alerts)})")
+    for column in ("at", "event", "check", "message"):
+        events.add_column(column, overflow="fold")
+    for event in report.alerts:
+        events.add_row(event.at.isoformat(timespec="seconds"), event.event, event.check, event.message)
+    console.print(events)
+
+
+@app.command()
 def run(
     checks: ChecksDir,
     http_port: Annotated[int | None, typer.Option("--http-port", help="override DQMON_HTTP_PORT")] = None,
