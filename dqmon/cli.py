@@ -71,7 +71,8 @@ def check(
 ) -> None:
     """Run a dataset's checks once over a file; exit 1 when any check fails or errors."""
     from dqmon.config.loader import load_checks
-    from dqmon.testing import read_batch_file, render_results, run_checks
+    from dqmon.tables import read_table
+    from dqmon.testing import render_results, run_checks
 
     try:
         config = load_checks(checks)
@@ -86,7 +87,7 @@ def check(
     if at.tzinfo is None:
         at = at.replace(tzinfo=UTC)
     try:
-        frame = read_batch_file(file)
+        frame = read_table(file)
     except (OSError, DqmonError, ValueError) as exc:
         typer.echo(f"cannot read {file}: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -117,12 +118,12 @@ def backtest(
     from dqmon.backtest import backtest as run_backtest
     from dqmon.config.durations import parse_duration
     from dqmon.config.loader import load_checks
-    from dqmon.testing import read_batch_file
+    from dqmon.tables import read_table
 
     try:
         config = load_checks(checks)
         pipeline, ds = config.find_dataset(dataset)
-        frame = read_batch_file(file)
+        frame = read_table(file)
         size = parse_duration(window) if window else None
         report = run_backtest(frame, pipeline, ds, base_dir=config.base_dir(pipeline.pipeline), window=size)
     except ConfigError as exc:

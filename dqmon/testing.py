@@ -12,20 +12,7 @@ from dqmon.batch import MicroBatch
 from dqmon.checks.base import CheckResult, Status
 from dqmon.config.models import Dataset, Pipeline
 from dqmon.engine import DatasetEngine
-from dqmon.errors import DqmonError
 from dqmon.state.store import MemoryStateStore, StateStore
-
-
-def read_batch_file(path: Path) -> pl.DataFrame:
-    """An NDJSON (.json/.jsonl/.ndjson), Parquet or CSV file as a DataFrame."""
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        return pl.read_parquet(path)
-    if suffix == ".csv":
-        return pl.read_csv(path, try_parse_dates=True)
-    if suffix in (".json", ".jsonl", ".ndjson"):
-        return pl.read_ndjson(path)
-    raise DqmonError(f"unknown file type {suffix!r}: use .ndjson/.jsonl/.json, .parquet or .csv")
 
 
 def run_checks(

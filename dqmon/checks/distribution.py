@@ -16,10 +16,11 @@ import polars as pl
 
 from dqmon.batch import MicroBatch
 from dqmon.checks.base import Check, CheckContext, CheckResult, Status
-from dqmon.checks.reference import RollingReference, read_frame, thin
+from dqmon.checks.reference import RollingReference, thin
 from dqmon.checks.registry import register
 from dqmon.checks.stats import bin_counts, chi_square, ks_pvalue, ks_statistic, psi, quantile_edges
 from dqmon.config.checks import DistributionSpec
+from dqmon.tables import read_table
 
 ALL = "__all__"
 
@@ -96,7 +97,7 @@ class DistributionCheck(Check[DistributionSpec]):
     def _load_fixed(self, categorical: bool) -> dict[str, np.ndarray[Any, Any]]:
         if self.fixed is None:
             assert self.spec.reference.file is not None
-            frame = read_frame(self.ctx.base_dir / self.spec.reference.file)
+            frame = read_table(self.ctx.base_dir / self.spec.reference.file)
             value = pl.col(self.spec.column).cast(pl.String if categorical else pl.Float64).drop_nulls()
             if not categorical:
                 value = value.filter(value.is_finite())

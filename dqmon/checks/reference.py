@@ -8,25 +8,14 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import polars as pl
 
 from dqmon.config.checks import Reference
 from dqmon.state.store import StateStore
 
 PERSIST_EVERY_SECONDS = 60.0
-
-
-def read_frame(path: Path) -> pl.DataFrame:
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        return pl.read_parquet(path)
-    if suffix == ".csv":
-        return pl.read_csv(path)
-    return pl.read_ndjson(path)
 
 
 def thin(values: np.ndarray[Any, Any], limit: int, *, is_sorted: bool = False) -> np.ndarray[Any, Any]:

@@ -14,7 +14,7 @@ from dqmon.config.models import Dataset, Pipeline
 from dqmon.config.models import ReplaySource as ReplayConfig
 from dqmon.sources.base import Source
 from dqmon.sources.facts import SourceFacts
-from dqmon.testing import read_batch_file
+from dqmon.tables import read_table
 
 
 class ReplaySource(Source):
@@ -42,14 +42,7 @@ class ReplaySource(Source):
 
     def start(self) -> None:
         try:
-            if self.config.format == "json":
-                self.frame = pl.read_ndjson(self.path)
-            elif self.config.format == "csv":
-                self.frame = pl.read_csv(self.path, try_parse_dates=True)
-            elif self.config.format == "parquet":
-                self.frame = pl.read_parquet(self.path)
-            else:
-                self.frame = read_batch_file(self.path)
+            self.frame = read_table(self.path, self.config.format)
         except Exception as exc:  # noqa: BLE001 - reported as source down, never a crash
             self._error = f"cannot read replay file {self.path.name}: {type(exc).__name__}"
         self._window_start = self.clock()
