@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from dqmon.batch import MicroBatch
-from dqmon.checks.base import Check, CheckResult, Status, bounds_text
+from dqmon.checks.base import Check, CheckContext, CheckResult, Status, bounds_text
 from dqmon.checks.registry import register
 from dqmon.checks.stats import robust_z
 from dqmon.config.checks import VolumeSpec
@@ -27,6 +28,19 @@ def _season(at: datetime, seasonality: str) -> int | None:
 class VolumeCheck(Check[VolumeSpec]):
     kind = "volume"
     spec_type = VolumeSpec
+
+    def __init__(self, spec: VolumeSpec, name: str, ctx: CheckContext) -> None:
+        super().__init__(spec, name, ctx)
+        self._series = self.state_key("counts")
+        # window counts with their season, read from the store once; each batch appends to both
+        self._history: deque[tuple[int | None, float]] = deque(
+            maxlen=spec.anomaly.history if spec.anomaly else 1
+        )
+        if spec.anomaly is not None:
+            self._history.extend(
+                (_season(at, spec.anomaly.seasonality), count)
+                for at, count in ctx.store.counts(self._series, spec.anomaly.history)
+            )
 
     def _count(self, batch: MicroBatch) -> tuple[int, str]:
         mode = self.spec.count
@@ -63,14 +77,10 @@ class VolumeCheck(Check[VolumeSpec]):
     def _anomaly(self, at: datetime, count: int, details: dict[str, Any]) -> str | None:
         spec = self.spec.anomaly
         assert spec is not None
-        series = self.state_key("counts")
-        history = self.ctx.store.counts(series, spec.history)
-        self.ctx.store.append_count(series, at, count, spec.history)
         season = _season(at, spec.seasonality)
-        values = np.array(
-            [c for t, c in history if season is None or _season(t, spec.seasonality) == season],
-            dtype=np.float64,
-        )
+        values = np.array([c for s, c in self._history if s == season], dtype=np.float64)
+        self._history.append((season, float(count)))
+        self.ctx.store.append_count(self._series, at, count, spec.history)
         details["history"] = int(values.size)
         if values.size < spec.min_history:
             details["anomaly"] = f"learning ({values.size}/{spec.min_history} windows)"
