@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from dqmon.config.durations import format_duration
 from dqmon.config.models import BurnRateWindow, Pipeline, Slo
 
 
@@ -63,15 +64,8 @@ class SloStatus:
 
 
 def window_label(window: BurnRateWindow) -> str:
+    """`1h/5m`: the durations as checks files write them (the `window` label of burn-rate metrics)."""
     return f"{format_duration(window.long)}/{format_duration(window.short)}"
-
-
-def format_duration(value: timedelta) -> str:
-    seconds = int(value.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
 
 
 class SloBuckets:
