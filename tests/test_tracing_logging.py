@@ -70,10 +70,18 @@ def test_configured_secrets_and_url_passwords_are_redacted_everywhere() -> None:
         assert secret not in text
     entries = lines(stream)
     assert entries[0]["msg"] == "slack said invalid_auth for token ***"
-    assert entries[1]["msg"] == "cannot connect to postgresql://dqmon:***@db.internal:5432/app"
-    assert entries[1]["target"] == "postgresql://dqmon:***@db.internal:5432/app"
-    assert "ConnectionError: refused: postgresql://dqmon:***@" in str(entries[2]["exc"])
+    assert entries[1]["msg"] == "cannot connect to postgresql://***@db.internal:5432/app"
+    assert entries[1]["target"] == "postgresql://***@db.internal:5432/app"
+    assert "ConnectionError: refused: postgresql://***@" in str(entries[2]["exc"])
     assert entries[3]["msg"] == "now *** is known"
+
+
+def test_a_keyword_dsn_password_is_redacted_in_logs() -> None:
+    stream = io.StringIO()
+    configure_logging("json", "INFO", stream=stream)
+    logging.getLogger("dqmon.sql").warning("invalid dsn: host=db password='p@ss word' user=me")
+    (entry,) = lines(stream)
+    assert entry["msg"] == "invalid dsn: host=db password=*** user=me"
 
 
 def test_reconfiguring_replaces_the_handler_instead_of_duplicating_lines() -> None:
@@ -94,7 +102,7 @@ def test_structured_extras_stay_json_objects_with_nested_secrets_redacted() -> N
     assert entry["alert"] == {
         "check": "range(price)",
         "value": 0.01,
-        "links": ["postgresql://dqmon:***@db.internal:5432/app", {"token": "***"}],
+        "links": ["postgresql://***@db.internal:5432/app", {"token": "***"}],
         "slo": None,
     }
     assert TOKEN not in stream.getvalue() and "pa55w0rd-xyz" not in stream.getvalue()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -35,6 +34,7 @@ from dqmon.errors import SourceError
 from dqmon.sources.base import Source
 from dqmon.sources.facts import SourceFacts
 from dqmon.state.store import StateStore
+from dqmon.telemetry.logging import SecretRedactor
 
 log = logging.getLogger(__name__)
 
@@ -63,19 +63,10 @@ _PG_DTYPES: dict[int, pl.DataType] = {
     1184: pl.Datetime("us", "UTC"),
 }
 
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.\-]*://)[^@/\s]*@", re.IGNORECASE)
-_KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
-
 
 def redact(text: str, secret: str) -> str:
     """`text` without the DSN, its password, or any credentials that look like a DSN's."""
-    if secret:
-        text = text.replace(secret, "<dsn>")
-        password = _password_of(secret)
-        if password:
-            text = text.replace(password, "***")
-    text = _URL_CREDENTIALS.sub(r"\g<scheme>***@", text)
-    return _KEYWORD_PASSWORD.sub(r"\1***", text)
+    return SecretRedactor([secret, _password_of(secret) or ""]).redact(text)
 
 
 def _password_of(dsn: str) -> str | None:

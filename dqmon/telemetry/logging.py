@@ -1,8 +1,10 @@
 """Structured logs: JSON lines for machines (Kubernetes), readable lines for a terminal.
 
 Every record passes a redaction filter that replaces configured secret values (tokens,
-passwords, DSNs) and any `scheme://user:password@` credentials before it is formatted,
-so a secret quoted in an exception message never reaches a log sink.
+passwords, DSNs), any `scheme://user:password@` credentials and any libpq `password=...`
+before it is formatted, so a secret quoted in an exception message never reaches a log sink.
+`SecretRedactor.redact` is also the one scrubber for messages that do not pass a log handler
+(the SQL source's errors, shown in `facts()` and `/readyz`).
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ __all__ = ["JsonFormatter", "SecretRedactor", "configure_logging"]
 
 LogFormat = Literal["auto", "json", "console"]
 REDACTED = "***"
-# user:password@ in any URL-like DSN (postgresql://u:p@h, https://u:p@h)
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^\s:/@]*):(?P<pw>[^\s@/]+)@")
+# the credentials (user, password) of any URL-like DSN (postgresql://u:p@h, https://u:p@h)
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.\-]*://)[^@/\s]*@", re.IGNORECASE)
+# a libpq keyword DSN's password (host=h password=p, password='p w')
+_KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
 # attributes every LogRecord has; anything else was passed via `extra=` and is emitted as a field
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 _MIN_SECRET_LENGTH = 4  # shorter "secrets" would redact ordinary words
@@ -50,7 +54,8 @@ class SecretRedactor(logging.Filter):
     def redact(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, REDACTED)
-        return _URL_CREDENTIALS.sub(rf"\g<scheme>\g<user>:{REDACTED}@", text)
+        text = _URL_CREDENTIALS.sub(rf"\g<scheme>{REDACTED}@", text)
+        return _KEYWORD_PASSWORD.sub(rf"\g<1>{REDACTED}", text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         # format once, then redact the final text: secrets may arrive through %-arguments
