@@ -67,6 +67,8 @@ class SchemaCheck(Check[SchemaSpec]):
             except (OSError, ValueError) as exc:
                 self.contract_error = f"contract {spec.contract} unreadable: {str(exc).splitlines()[0]}"
         self._baseline_key = self.state_key("schema")
+        # {"fields": {name: family}, "drift_since": iso | None}; read once, written on change
+        self._baseline: dict[str, Any] | None = ctx.store.get_baseline(self._baseline_key)
 
     def aggregations(self, schema: pl.Schema) -> Sequence[pl.Expr]:
         if self.contract is None:
@@ -128,9 +130,9 @@ class SchemaCheck(Check[SchemaSpec]):
         current = {f: type_family(t) for f, t in self._fields(batch).items()}
         if batch.rows_decoded == 0 or not current:
             return self.result(Status.OK, 0.0, "0 changes", "empty batch: drift not evaluated", check=name)
-        stored = self.ctx.store.get_baseline(self._baseline_key)
+        stored = self._baseline
         if stored is None:
-            self.ctx.store.put_baseline(self._baseline_key, {"fields": current, "drift_since": None})
+            self._save(current, None)
             return self.result(
                 Status.OK, 0.0, "0 changes", f"learned baseline of {len(current)} fields", check=name
             )
@@ -148,7 +150,7 @@ class SchemaCheck(Check[SchemaSpec]):
             # Fields that were all-null at learning time get their real type when first seen.
             learned = {**baseline, **{f: t for f, t in current.items() if baseline.get(f) == "null"}}
             if learned != baseline or stored.get("drift_since"):
-                self.ctx.store.put_baseline(self._baseline_key, {"fields": learned, "drift_since": None})
+                self._save(learned, None)
             return self.result(
                 Status.OK, 0.0, "0 changes", "schema matches baseline", check=name, details=details
             )
@@ -156,8 +158,7 @@ class SchemaCheck(Check[SchemaSpec]):
         details["since"] = since
         accept = self.spec.accept_after
         if accept is not None and (now - datetime.fromisoformat(since)) >= accept:
-            merged = {f: t for f, t in current.items()}
-            self.ctx.store.put_baseline(self._baseline_key, {"fields": merged, "drift_since": None})
+            self._save(current, None)
             return self.result(
                 Status.OK,
                 float(changes),
@@ -167,7 +168,7 @@ class SchemaCheck(Check[SchemaSpec]):
                 details=details,
             )
         if not stored.get("drift_since"):
-            self.ctx.store.put_baseline(self._baseline_key, {"fields": baseline, "drift_since": since})
+            self._save(baseline, since)
         parts = []
         if added:
             parts.append(f"added {', '.join(added)}")
@@ -184,6 +185,10 @@ class SchemaCheck(Check[SchemaSpec]):
             check=name,
             details=details,
         )
+
+    def _save(self, fields: dict[str, str], drift_since: str | None) -> None:
+        self._baseline = {"fields": fields, "drift_since": drift_since}
+        self.ctx.store.put_baseline(self._baseline_key, self._baseline)
 
     def _decode_errors(self, batch: MicroBatch) -> CheckResult:
         name = f"{self.name}:decode_errors"
