@@ -61,7 +61,6 @@ class DatasetWorker:
         self._threads: list[threading.Thread] = []
         self.started = False
         self.last_batch_at: datetime | None = None
-        self.batches = 0
         self.last_facts: SourceFacts | None = None
 
     @property
@@ -169,7 +168,6 @@ class DatasetWorker:
             batch, {"fetch": item.fetch_seconds - decode, "decode": decode, "check": check_seconds}
         )
         self.last_batch_at = batch.window_end
-        self.batches += 1
         self.publish(self.pipeline, self.dataset, results, batch)
         return results
 
