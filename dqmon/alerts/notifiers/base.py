@@ -9,6 +9,7 @@ from typing import Any
 
 from dqmon.errors import NotifyError
 from dqmon.state.outbox import OutboxItem
+from dqmon.telemetry.logging import SecretRedactor
 
 
 class Notifier(ABC):
@@ -49,30 +50,18 @@ def parse_retry_after(value: Any) -> float | None:
     return max(0.0, seconds)
 
 
-class RedactingFilter(logging.Filter):
-    """Replaces secrets in log records of third-party clients (the webhook URL is a secret)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.secrets: set[str] = set()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        text = record.getMessage()
-        if any(s in text for s in self.secrets):
-            for s in sorted(self.secrets, key=len, reverse=True):
-                text = text.replace(s, "(redacted)")
-            record.msg, record.args = text, None
-        return True
-
-
 def redact_logger(name: str, secrets: Iterable[str]) -> logging.Logger:
-    """Attach (once) a redacting filter to logger `name` and register more secrets with it."""
+    """Attach (once) the log redactor to logger `name` and register more secrets with it.
+
+    `dqmon run` also redacts on its root handler; this filter covers third-party client loggers
+    wherever their records end up (library use, tests, other handlers).
+    """
     logger = logging.getLogger(name)
-    existing = next((f for f in logger.filters if isinstance(f, RedactingFilter)), None)
+    existing = next((f for f in logger.filters if isinstance(f, SecretRedactor)), None)
     if existing is None:
-        existing = RedactingFilter()
+        existing = SecretRedactor()
         logger.addFilter(existing)
-    existing.secrets.update(s for s in secrets if s)
+    existing.add(secrets)
     return logger
 
 
