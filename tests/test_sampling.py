@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dqmon.sources.sampling import cap_cut, keep_mask, uniform
+from dqmon.sources.sampling import keep_mask, uniform
 
 
 @settings(max_examples=40, deadline=None)
@@ -51,16 +51,3 @@ def test_known_values_do_not_change_between_releases():
 def test_edges_keep_all_or_none():
     assert keep_mask([0] * 5, range(5), 1.0).all()
     assert not keep_mask([0] * 5, range(5), 0.0).any()
-
-
-@given(keep=st.lists(st.booleans(), max_size=300), room=st.integers(-2, 300))
-def test_cap_cut_takes_a_prefix_with_at_most_room_kept(keep, room):
-    mask = np.array(keep, dtype=np.bool_)
-    cut = cap_cut(mask, room)
-    assert 0 <= cut <= mask.size
-    assert mask[:cut].sum() <= max(room, 0)
-    if room <= 0:
-        assert cut == 0
-    if cut < mask.size and room > 0:
-        assert mask[:cut].sum() == room
-        assert mask[cut - 1]

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from itertools import compress
 from typing import Any
 
 import numpy as np
@@ -43,7 +44,7 @@ from dqmon.sources import kafka_offsets
 from dqmon.sources.base import Source
 from dqmon.sources.facts import ConsumerLag, SourceFacts
 from dqmon.sources.kafka_config import admin_config, consumer_config, redact, scrub
-from dqmon.sources.sampling import cap_cut, keep_mask
+from dqmon.sources.sampling import keep_mask
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +171,7 @@ class KafkaSource(Source):
         while True:
             if self._carry:
                 chunk, self._carry = self._carry, []
-                self._take(win, chunk, sampled=True)
+                self._add(win, chunk)
             closes_in = (win.start + self.window - self.clock()).total_seconds()
             if win.sampled >= self.cap or closes_in <= 0:
                 return self._close(win)
@@ -184,7 +185,7 @@ class KafkaSource(Source):
                 time.sleep(min(wait, 0.5))
                 continue
             if messages:
-                self._take(win, self._drop_errors(messages), sampled=False)
+                self._take(win, self._drop_errors(messages))
 
     def _open_window(self) -> _Window:
         # windows are contiguous: the next one starts where the last ended, with its watermarks
@@ -195,32 +196,27 @@ class KafkaSource(Source):
         self._win = _Window(start, marks)
         return self._win
 
-    def _take(self, win: _Window, messages: list[Message], *, sampled: bool) -> None:
-        """Count, sample and collect a chunk; overflow past the size bound waits for the next window."""
+    def _take(self, win: _Window, messages: list[Message]) -> None:
+        """Count and sample a freshly consumed chunk, then add the sampled messages to the window."""
         if not messages:
             return
-        if sampled:
-            keep = np.ones(len(messages), dtype=np.bool_)
-        else:
-            win.seen += len(messages)
-            timestamps = np.fromiter(
-                (t[1] for t in map(Message.timestamp, messages)), np.int64, len(messages)
-            )
-            newest = int(timestamps.max())
-            self._newest_ms = newest if self._newest_ms is None else max(self._newest_ms, newest)
-            self._up, self._error = True, None
-            if self.rate >= 1.0:
-                keep = np.ones(len(messages), dtype=np.bool_)
-            else:
-                partitions = np.fromiter(map(Message.partition, messages), np.int64, len(messages))
-                offsets = np.fromiter(map(Message.offset, messages), np.int64, len(messages))
-                keep = keep_mask(partitions, offsets, self.rate)
-                messages = [m for m, k in zip(messages, keep, strict=True) if k]
-                keep = np.ones(len(messages), dtype=np.bool_)
-        cut = cap_cut(keep, self.cap - win.sampled)
-        win.messages.extend(messages[:cut])
-        if cut < len(messages):
-            self._carry = messages[cut:] + self._carry
+        win.seen += len(messages)
+        timestamps = np.fromiter((t[1] for t in map(Message.timestamp, messages)), np.int64, len(messages))
+        newest = int(timestamps.max())
+        self._newest_ms = newest if self._newest_ms is None else max(self._newest_ms, newest)
+        self._up, self._error = True, None
+        if self.rate < 1.0:
+            partitions = np.fromiter(map(Message.partition, messages), np.int64, len(messages))
+            offsets = np.fromiter(map(Message.offset, messages), np.int64, len(messages))
+            messages = list(compress(messages, keep_mask(partitions, offsets, self.rate)))
+        self._add(win, messages)
+
+    def _add(self, win: _Window, sampled: list[Message]) -> None:
+        """Collect sampled messages; overflow past the size bound waits for the next window."""
+        room = max(0, self.cap - win.sampled)
+        win.messages.extend(sampled[:room])
+        if len(sampled) > room:
+            self._carry = sampled[room:] + self._carry
 
     def _close(self, win: _Window) -> MicroBatch | None:
         self._win = None

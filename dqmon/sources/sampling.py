@@ -43,17 +43,3 @@ def keep_mask(partitions: npt.ArrayLike, offsets: npt.ArrayLike, rate: float) ->
     if rate <= 0.0:
         return np.zeros(n, dtype=np.bool_)
     return uniform(partitions, offsets) < rate
-
-
-def cap_cut(keep: BoolArray, room: int) -> int:
-    """How many records (a prefix) fit in a batch that has `room` sampled rows left.
-
-    Returns len(keep) when all fit; otherwise the prefix length that holds exactly `room`
-    kept records, so the rest can start the next batch (nothing is dropped by the cap).
-    """
-    if room <= 0:
-        return 0
-    cumulative = np.cumsum(keep, dtype=np.int64)
-    if cumulative.size == 0 or cumulative[-1] <= room:
-        return int(keep.size)
-    return int(np.searchsorted(cumulative, room, side="left")) + 1
