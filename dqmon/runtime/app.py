@@ -76,7 +76,6 @@ class Runtime:
         self.on_notifications: list[NotificationsHook] = []
         self.workers: list[DatasetWorker] = []
         self.managers: dict[str, AlertManager] = {}
-        self._alert_locks: dict[str, threading.Lock] = {}
         self._workers_lock = threading.RLock()
         self._stopped = threading.Event()
         self._reload_requested = threading.Event()
@@ -158,9 +157,6 @@ class Runtime:
                 on_tick()
         self.stop()
 
-    def request_stop(self) -> None:
-        self._stopped_requested.set()
-
     def readiness(self) -> Readiness:
         reasons = [
             f"{w.name}: source not connected"
@@ -184,7 +180,6 @@ class Runtime:
                 )
                 for p in config.pipelines
             }
-            self._alert_locks = {p.pipeline: threading.Lock() for p in config.pipelines}
             for pipeline, dataset in config.datasets():
                 base_dir = config.base_dir(pipeline.pipeline)
                 engine = DatasetEngine(
@@ -263,12 +258,11 @@ class Runtime:
         manager = self.managers.get(pipeline.pipeline)
         notifications: Sequence[NewNotification] = []
         if manager is not None:
-            with self._alert_locks[pipeline.pipeline]:
-                try:
-                    notifications = manager.observe(results, self.clock())
-                except Exception:
-                    log.exception("alert evaluation for %s failed", pipeline.pipeline)
-                    self.metrics.count_state_store_error("write")
+            try:  # AlertManager serialises its own callers
+                notifications = manager.observe(results, self.clock())
+            except Exception:
+                log.exception("alert evaluation for %s failed", pipeline.pipeline)
+                self.metrics.count_state_store_error("write")
         if notifications:
             self.board.notifications += len(notifications)
             self.delivery.wake()
@@ -288,10 +282,9 @@ class Runtime:
     def _alert_gauges(self) -> None:
         now = self.clock()
         firing = 0
-        for name, manager in list(self.managers.items()):
-            with self._alert_locks[name]:
-                counts = manager.firing_counts()
-                statuses = manager.slo_status(now)
+        for manager in list(self.managers.values()):
+            counts = manager.firing_counts()
+            statuses = manager.slo_status(now)
             for (pipeline, severity), count in counts.items():
                 self.metrics.set_alerts_firing(pipeline, severity, count)
                 firing += count
