@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -109,9 +109,11 @@ class AlertManager:
 
     def _observe(self, results: Sequence[CheckResult], at: float) -> list[NewNotification]:
         signals = self._check_signals(results)
+        slo_statuses: list[SloStatus] = []
         if self.slo.slos:
             self.slo.record(results, at)
-            signals.extend(self._slo_signals(self.slo.status(at)))
+            slo_statuses = self.slo.status(at)
+            signals.extend(self._slo_signals(slo_statuses))
         changed: list[StoredAlertState] = []
         notifications: list[NewNotification] = []
         for signal in signals:
@@ -131,7 +133,7 @@ class AlertManager:
                 )
             )
             if step.event is not None:
-                notifications.extend(self._notifications(signal, step, at))
+                notifications.extend(self._notifications(signal, step, at, slo_statuses))
         if changed or notifications:
             self.store.commit_alerts(changed, notifications, at)
         if self.slo.slos and at - self._slo_saved_at >= self._slo_save_interval:
@@ -183,13 +185,7 @@ class AlertManager:
             spec = self._spec(r.dataset, r.check)
             timing = self._default_timing
             if spec is not None and spec.for_ is not None:
-                timing = RuleTiming(
-                    spec.for_.total_seconds(),
-                    timing.repeat_seconds,
-                    timing.send_resolved,
-                    timing.flap_window_seconds,
-                    timing.flap_max_transitions,
-                )
+                timing = replace(timing, for_seconds=spec.for_.total_seconds())
             labels: dict[str, str | None] = {
                 "pipeline": r.pipeline,
                 "dataset": r.dataset,
@@ -218,13 +214,7 @@ class AlertManager:
 
     def _slo_signals(self, statuses: Sequence[SloStatus]) -> list[Signal]:
         signals: list[Signal] = []
-        timing = RuleTiming(
-            0.0,
-            self._default_timing.repeat_seconds,
-            self._default_timing.send_resolved,
-            self._default_timing.flap_window_seconds,
-            self._default_timing.flap_max_transitions,
-        )
+        timing = replace(self._default_timing, for_seconds=0.0)  # burn rates already integrate time
         for st in statuses:
             for br in st.burn_rates:
                 check = f"slo:{st.slo}:{br.window}"
@@ -261,7 +251,9 @@ class AlertManager:
                 )
         return signals
 
-    def _notifications(self, signal: Signal, step: Step, at: float) -> list[NewNotification]:
+    def _notifications(
+        self, signal: Signal, step: Step, at: float, slo_statuses: Sequence[SloStatus]
+    ) -> list[NewNotification]:
         labels = signal.labels
         targets = route_targets(
             labels,
@@ -282,7 +274,7 @@ class AlertManager:
             "kind": labels["kind"],
             "severity": labels["severity"],
             "slo": labels["slo"],
-            "slo_at_risk": self._slo_at_risk(labels.get("slo"), at),
+            "slo_at_risk": _slo_at_risk(labels.get("slo"), slo_statuses),
             "owner": self.pipeline.owner,
             "since": _iso(state.fired_at if step.event != "resolved" else state.resolved_at),
             "failing_since": _iso(state.failing_since or state.fired_at),
@@ -324,14 +316,6 @@ class AlertManager:
             self.store.put_baseline(self._group_key_name, None)
         return group
 
-    def _slo_at_risk(self, slo: str | None, at: float) -> str | None:
-        if slo is None:
-            return None
-        for st in self.slo.status(at):
-            if st.slo == slo:
-                return f"{slo} ({st.objective:g}%): {st.budget_remaining:.1%} of error budget left"
-        return slo
-
     def _grafana_link(self, labels: Mapping[str, str | None], since: float, at: float) -> str | None:
         if not self.grafana_url:
             return None
@@ -340,6 +324,15 @@ class AlertManager:
         params["to"] = str(int((at + 300) * 1000))
         sep = "&" if "?" in self.grafana_url else "?"
         return f"{self.grafana_url}{sep}{urlencode(params)}"
+
+
+def _slo_at_risk(slo: str | None, statuses: Sequence[SloStatus]) -> str | None:
+    if slo is None:
+        return None
+    for st in statuses:
+        if st.slo == slo:
+            return f"{slo} ({st.objective:g}%): {st.budget_remaining:.1%} of error budget left"
+    return slo
 
 
 def _epoch(value: datetime | float) -> float:
