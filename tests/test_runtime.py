@@ -45,6 +45,18 @@ def _capture(runtime: Runtime) -> Captured:
     return captured
 
 
+def _start_replay(tmp_path: Path, running: list[Runtime]) -> tuple[Path, Runtime, Captured]:
+    """A started runtime over the looping replay dataset, with its results captured."""
+    checks = tmp_path / "checks"
+    write_replay_checks(checks)
+    write_trades(checks / "trades.ndjson")
+    runtime = Runtime(checks, _settings(tmp_path), registry=CollectorRegistry(), watch_files=False)
+    running.append(runtime)
+    captured = _capture(runtime)
+    runtime.start()
+    return checks, runtime, captured
+
+
 @pytest.fixture
 def running() -> Iterator[list[Runtime]]:
     """Runtimes a test starts; each is stopped afterwards even when the test fails."""
@@ -114,13 +126,7 @@ def _drift_messages(captured: Captured, since: int = 0) -> list[str]:
 def test_reload_adds_a_check_and_keeps_the_learned_schema_baseline(
     tmp_path: Path, running: list[Runtime]
 ) -> None:
-    checks = tmp_path / "checks"
-    write_replay_checks(checks)
-    write_trades(checks / "trades.ndjson")
-    runtime = Runtime(checks, _settings(tmp_path), registry=CollectorRegistry(), watch_files=False)
-    running.append(runtime)
-    captured = _capture(runtime)
-    runtime.start()
+    checks, runtime, captured = _start_replay(tmp_path, running)
     wait_until(lambda: len(_drift_messages(captured)) >= 3, 15, "three schema evaluations")
     assert _drift_messages(captured)[0].startswith("learned baseline"), _drift_messages(captured)
 
@@ -142,13 +148,7 @@ def test_reload_adds_a_check_and_keeps_the_learned_schema_baseline(
 def test_an_invalid_reload_is_logged_and_the_old_checks_keep_running(
     tmp_path: Path, running: list[Runtime], caplog: pytest.LogCaptureFixture
 ) -> None:
-    checks = tmp_path / "checks"
-    write_replay_checks(checks)
-    write_trades(checks / "trades.ndjson")
-    runtime = Runtime(checks, _settings(tmp_path), registry=CollectorRegistry(), watch_files=False)
-    running.append(runtime)
-    captured = _capture(runtime)
-    runtime.start()
+    checks, runtime, captured = _start_replay(tmp_path, running)
     wait_until(lambda: len(captured) >= 4, 15, "first results")
     workers = list(runtime.workers)
 
