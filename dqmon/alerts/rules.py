@@ -15,7 +15,8 @@ to date (never a replay of every transition).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -69,32 +70,18 @@ class AlertState:
     flapping: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "phase": self.phase,
-            "failing_since": self.failing_since,
-            "fired_at": self.fired_at,
-            "resolved_at": self.resolved_at,
-            "notified": self.notified,
-            "last_notified_at": self.last_notified_at,
-            "episode": self.episode,
-            "transitions": list(self.transitions),
-            "flapping": self.flapping,
-        }
+        """Every field but the fingerprint (the store's key), JSON-ready."""
+        body = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "fingerprint"}
+        body["transitions"] = list(self.transitions)
+        return body
 
     @classmethod
-    def from_json(cls, fingerprint: str, body: dict[str, Any]) -> AlertState:
-        return cls(
-            fingerprint=fingerprint,
-            phase=body.get("phase", "ok"),
-            failing_since=body.get("failing_since"),
-            fired_at=body.get("fired_at"),
-            resolved_at=body.get("resolved_at"),
-            notified=body.get("notified", "none"),
-            last_notified_at=body.get("last_notified_at"),
-            episode=body.get("episode"),
-            transitions=tuple(body.get("transitions", ())),
-            flapping=bool(body.get("flapping", False)),
-        )
+    def from_json(cls, fingerprint: str, body: Mapping[str, Any]) -> AlertState:
+        """The inverse of to_json; unknown keys are ignored and missing ones take the defaults."""
+        known = {f.name for f in fields(cls)} - {"fingerprint"}
+        values = {k: v for k, v in body.items() if k in known}
+        values["transitions"] = tuple(values.get("transitions", ()))
+        return cls(fingerprint=fingerprint, **values)
 
 
 @dataclass(frozen=True)
