@@ -18,10 +18,13 @@ from dqmon.errors import DqmonError
 log = logging.getLogger(__name__)
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on right now (tansu panics on a taken port)."""
+def free_port(host: str = "127.0.0.1", preferred: int = 0) -> int:
+    """`preferred` when nobody listens on it, else any free TCP port (tansu panics on a taken port)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
+        try:
+            sock.bind((host, preferred))
+        except OSError:
+            sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import socket
 import tempfile
 import threading
 import time
@@ -24,7 +23,7 @@ from dqmon.checks.base import CheckResult
 from dqmon.config.loader import ChecksConfig, load_checks
 from dqmon.config.models import Dataset, KafkaSource, Pipeline
 from dqmon.config.settings import Settings
-from dqmon.demo.broker import EmbeddedBroker
+from dqmon.demo.broker import EmbeddedBroker, free_port
 from dqmon.demo.features_app import FeaturesApp, postgres_reachable
 from dqmon.demo.scenario import Judge, incidents
 from dqmon.demo.stream import ORDERBOOK_TOPIC, TRADES_TOPIC, MarketStream, StreamKnobs
@@ -56,16 +55,6 @@ class DemoReport:
     @property
     def ok(self) -> bool:
         return self.judge.all_detected and not self.judge.false_alerts
-
-
-def _free_port(preferred: int) -> int:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", preferred))
-            return preferred
-        except OSError:
-            s.bind(("127.0.0.1", 0))
-            return int(s.getsockname()[1])
 
 
 def _demo_config(config: ChecksConfig, with_features_view: bool) -> ChecksConfig:
@@ -156,7 +145,7 @@ def run_demo(
             data_dir=Path(data_dir),
             kafka_bootstrap_servers=broker.bootstrap_servers,
             http_host="127.0.0.1",
-            http_port=_free_port(http_port),
+            http_port=free_port(preferred=http_port),
         )
         say(f"embedded broker on {broker.bootstrap_servers}; starting the market stream and the feature job")
         stream = MarketStream(broker.bootstrap_servers, knobs)
