@@ -239,20 +239,8 @@ class KafkaSource(Source):
             else None
         )
         decode_started = time.perf_counter()
-        df, errors = self._to_frame(win.messages)
+        df, errors, offsets = self._to_frame(win.messages)
         decode_seconds = time.perf_counter() - decode_started
-        offsets: dict[int, tuple[int, int]] = {}
-        if win.messages:
-            frame = pl.DataFrame(
-                {
-                    "p": np.fromiter(map(Message.partition, win.messages), np.int64, len(win.messages)),
-                    "o": np.fromiter(map(Message.offset, win.messages), np.int64, len(win.messages)),
-                }
-            )
-            for p, lo, hi in (
-                frame.group_by("p").agg(pl.col("o").min(), pl.col("o").max().alias("x")).iter_rows()
-            ):
-                offsets[int(p)] = (int(lo), int(hi))
         return MicroBatch(
             pipeline=self.pipeline.pipeline,
             dataset=self.dataset.name,
@@ -269,16 +257,19 @@ class KafkaSource(Source):
             partial=partial,
         )
 
-    def _to_frame(self, messages: Sequence[Message]) -> tuple[pl.DataFrame, dict[str, int]]:
+    def _to_frame(
+        self, messages: Sequence[Message]
+    ) -> tuple[pl.DataFrame, dict[str, int], dict[int, tuple[int, int]]]:
         """Decode the sampled values in one go and add the Kafka metadata columns.
 
-        The caller times this as the batch's decode stage (bytes to DataFrame); the rest of
-        the poll is fetching.
+        Also returns each partition's (first, last) sampled offset, from the same metadata
+        columns. The caller times this as the batch's decode stage (bytes to DataFrame); the
+        rest of the poll is fetching.
         """
         n = len(messages)
-        values: list[bytes] = [v or b"" for v in map(Message.value, messages)] if n else []
-        decoded = self.decoder.decode(values)
-        kept = decoded.kept
+        if not n:
+            return _empty_meta(self.config.headers), {}, {}
+        decoded = self.decoder.decode([v or b"" for v in map(Message.value, messages)])
         meta: dict[str, pl.Series] = {
             "_partition": pl.Series("_partition", np.fromiter(map(Message.partition, messages), np.int32, n)),
             "_offset": pl.Series("_offset", np.fromiter(map(Message.offset, messages), np.int64, n)),
@@ -294,15 +285,18 @@ class KafkaSource(Source):
         }
         if self.config.headers:
             meta.update(_header_columns(messages, self.config.headers))
-        columns = (
-            pl.DataFrame(list(meta.values())).filter(pl.Series(kept))
-            if n
-            else _empty_meta(self.config.headers)
-        )
+        everything = pl.DataFrame(list(meta.values()))
+        offsets = {
+            int(p): (int(lo), int(hi))
+            for p, lo, hi in everything.group_by("_partition")
+            .agg(pl.col("_offset").min().alias("lo"), pl.col("_offset").max().alias("hi"))
+            .iter_rows()
+        }
+        columns = everything.filter(pl.Series(decoded.kept))
         df = decoded.df
         clash = [c for c in columns.columns if c in df.columns]
         df = pl.concat([df.drop(clash), columns], how="horizontal") if df.width else columns
-        return df, dict(decoded.errors)
+        return df, dict(decoded.errors), offsets
 
     def _drop_errors(self, messages: list[Message]) -> list[Message]:
         errors = list(map(Message.error, messages))
