@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 import polars as pl
 import psycopg
 import pytest
+from psycopg.types.numeric import FloatLoader
 
 from dqmon.config.models import Pipeline
 from dqmon.sources.sql import SqlSource, redact
@@ -305,3 +307,47 @@ def test_window_bounds_follow_the_clock(trades: psycopg.Connection[Any], pg_sche
         assert src.next_due_in == timedelta(minutes=1)
     finally:
         src.close()
+
+
+_ALL_TYPES = """
+SELECT * FROM (VALUES
+  (1::int2, 2::int4, 3::int8, 1.5::float4, 'NaN'::float8, 12.25::numeric(8,2), E'a,"b"\\nc'::text,
+   ''::varchar, 'x'::char(3), true, '2024-01-02'::date, '10:11:12.5'::time,
+   '2024-01-02 03:04:05'::timestamp, '2024-01-02 03:04:05.123+02'::timestamptz),
+  (NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, false, NULL, NULL, NULL, NULL)
+) AS v(i2, i4, i8, f4, f8, num, txt, empty, chr, flag, day, tod, ts, tstz)
+"""
+
+
+def test_the_bulk_copy_path_gives_the_rows_and_types_psycopg_gives(pg_schema_dsn: str) -> None:
+    src, _tick = make_source(pg_schema_dsn, _ALL_TYPES)
+    try:
+        batch = src.poll_batch(0)
+    finally:
+        src.close()
+    assert batch is not None
+    with psycopg.connect(pg_schema_dsn) as conn:
+        conn.adapters.register_loader("numeric", FloatLoader)
+        conn.execute("SET TimeZone = 'UTC'")
+        expected = conn.execute(_ALL_TYPES).fetchall()
+    df = batch.df
+    assert df.schema == pl.Schema(
+        {
+            "i2": pl.Int16, "i4": pl.Int32, "i8": pl.Int64, "f4": pl.Float32, "f8": pl.Float64,
+            "num": pl.Float64, "txt": pl.String, "empty": pl.String, "chr": pl.String, "flag": pl.Boolean,
+            "day": pl.Date, "tod": pl.Time, "ts": pl.Datetime("us"), "tstz": pl.Datetime("us", "UTC"),
+        }
+    )  # fmt: skip
+    assert math.isnan(df["f8"][0])
+    assert df.drop("f8").rows() == [row[:4] + row[5:] for row in expected]
+
+
+def test_columns_of_other_types_take_the_row_path(pg_schema_dsn: str) -> None:
+    query = "SELECT 1 AS n, '{\"a\": [1, 2]}'::jsonb AS doc, ARRAY[1, 2] AS xs"
+    src, _tick = make_source(pg_schema_dsn, query)
+    try:
+        batch = src.poll_batch(0)
+    finally:
+        src.close()
+    assert batch is not None
+    assert batch.df.rows() == [(1, {"a": [1, 2]}, [1, 2])]
