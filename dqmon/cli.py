@@ -6,11 +6,17 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
 from dqmon.errors import ConfigError, DqmonError
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from dqmon.config.loader import ChecksConfig
+    from dqmon.config.models import Dataset, Pipeline
 
 app = typer.Typer(
     help="dqmon: streaming data-quality and observability monitor.",
@@ -20,13 +26,36 @@ app = typer.Typer(
 )
 
 ChecksDir = Annotated[Path, typer.Option("--checks", "-c", help="checks directory (YAML files)")]
+DatasetRef = Annotated[str, typer.Option("--dataset", "-d", help="dataset name or pipeline/dataset")]
 
 
-def _fail_config(exc: ConfigError) -> None:
+def _fail_config(exc: ConfigError) -> NoReturn:
     for problem in exc.problems:
         typer.echo(str(problem), err=True)
     typer.echo(f"rejected: {len(exc.problems)} problem(s); nothing was loaded", err=True)
     raise typer.Exit(2)
+
+
+def _dataset_and_file(
+    checks: Path, dataset: str, file: Path
+) -> tuple[ChecksConfig, Pipeline, Dataset, pl.DataFrame]:
+    """The checks, the named dataset and the file's rows; exit 2 with the reason on any problem."""
+    from dqmon.config.loader import load_checks
+    from dqmon.tables import read_table
+
+    try:
+        config = load_checks(checks)
+        pipeline, ds = config.find_dataset(dataset)
+    except ConfigError as exc:
+        _fail_config(exc)
+    except KeyError as exc:
+        typer.echo(str(exc.args[0]), err=True)
+        raise typer.Exit(2) from None
+    try:
+        return config, pipeline, ds, read_table(file)
+    except (OSError, DqmonError, ValueError) as exc:
+        typer.echo(f"cannot read {file}: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -38,7 +67,6 @@ def validate(directory: Annotated[Path, typer.Argument(help="checks directory or
         config = load_checks(directory)
     except ConfigError as exc:
         _fail_config(exc)
-        return
     datasets = sum(len(p.datasets) for p in config.pipelines)
     checks = sum(len(d.checks) for p in config.pipelines for d in p.datasets)
     typer.echo(
@@ -63,34 +91,19 @@ def schema() -> None:
 def check(
     file: Annotated[Path, typer.Argument(help="NDJSON, Parquet or CSV file holding one micro-batch")],
     checks: ChecksDir,
-    dataset: Annotated[str, typer.Option("--dataset", "-d", help="dataset name or pipeline/dataset")],
+    dataset: DatasetRef,
     as_json: Annotated[bool, typer.Option("--json", help="print results as JSON lines")] = False,
     now: Annotated[
         str | None, typer.Option("--now", help="evaluate as of this ISO-8601 time (default: now)")
     ] = None,
 ) -> None:
     """Run a dataset's checks once over a file; exit 1 when any check fails or errors."""
-    from dqmon.config.loader import load_checks
-    from dqmon.tables import read_table
     from dqmon.testing import render_results, run_checks
 
-    try:
-        config = load_checks(checks)
-        pipeline, ds = config.find_dataset(dataset)
-    except ConfigError as exc:
-        _fail_config(exc)
-        return
-    except KeyError as exc:
-        typer.echo(str(exc.args[0]), err=True)
-        raise typer.Exit(2) from None
+    config, pipeline, ds, frame = _dataset_and_file(checks, dataset, file)
     at = datetime.fromisoformat(now.replace("Z", "+00:00")) if now else datetime.now(UTC)
     if at.tzinfo is None:
         at = at.replace(tzinfo=UTC)
-    try:
-        frame = read_table(file)
-    except (OSError, DqmonError, ValueError) as exc:
-        typer.echo(f"cannot read {file}: {exc}", err=True)
-        raise typer.Exit(2) from None
     results = run_checks(frame, pipeline, ds, base_dir=config.base_dir(pipeline.pipeline), now=at)
     if as_json:
         for result in results:
@@ -105,7 +118,7 @@ def check(
 def backtest(
     file: Annotated[Path, typer.Argument(help="NDJSON, Parquet or CSV file of historical records")],
     checks: ChecksDir,
-    dataset: Annotated[str, typer.Option("--dataset", "-d", help="dataset name or pipeline/dataset")],
+    dataset: DatasetRef,
     window: Annotated[
         str | None, typer.Option("--window", help="window size (default: the dataset's window)")
     ] = None,
@@ -117,20 +130,13 @@ def backtest(
 
     from dqmon.backtest import backtest as run_backtest
     from dqmon.config.durations import parse_duration
-    from dqmon.config.loader import load_checks
-    from dqmon.tables import read_table
 
+    config, pipeline, ds, frame = _dataset_and_file(checks, dataset, file)
     try:
-        config = load_checks(checks)
-        pipeline, ds = config.find_dataset(dataset)
-        frame = read_table(file)
         size = parse_duration(window) if window else None
         report = run_backtest(frame, pipeline, ds, base_dir=config.base_dir(pipeline.pipeline), window=size)
-    except ConfigError as exc:
-        _fail_config(exc)
-        return
-    except (KeyError, ValueError, OSError, DqmonError) as exc:
-        typer.echo(str(exc.args[0]) if isinstance(exc, KeyError) else str(exc), err=True)
+    except (ValueError, DqmonError) as exc:
+        typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
     if as_json:
         for event in report.alerts:
@@ -183,7 +189,6 @@ def run(
         runtime = Runtime(checks, settings, redactor=redactor)
     except ConfigError as exc:
         _fail_config(exc)
-        return
     runtime.start()
     show = live_display_enabled() if live is None else live
     if not show:
