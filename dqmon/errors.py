@@ -55,14 +55,6 @@ class SourceError(DqmonError):
         super().__init__(message if code is None else f"{message} (code {code})")
 
 
-class DecodeError(DqmonError):
-    """A record could not be decoded; `reason` is a bounded label value."""
-
-    def __init__(self, reason: str, message: str = "") -> None:
-        self.reason = reason
-        super().__init__(message or reason)
-
-
 class CheckError(DqmonError):
     """A check could not be evaluated on a batch (it becomes an `error` result, never a crash)."""
 
