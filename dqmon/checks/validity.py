@@ -58,18 +58,23 @@ class ValidityCheck(Check[ValiditySpec]):
         rules += [Rule("regex", c, tol, f"matches {pattern}") for c, pattern in spec.regex.items()]
         rules += [Rule("unique", c, tol, "unique") for c in spec.unique]
         self.rules = rules
-        self._problems: dict[str, str] = {}
 
     def _name(self, rule: Rule) -> str:
         return rule.check_name if self.spec.name is None else f"{self.name}:{rule.check_name}"
+
+    @staticmethod
+    def _type_problem(rule: Rule, schema: pl.Schema) -> str | None:
+        """Why a rule cannot run on this batch's column type (None when it can, or it is missing)."""
+        dtype = schema.get(rule.column)
+        if rule.rule == "range" and dtype is not None and not dtype.is_numeric():
+            return f"range needs a numeric column, {rule.column!r} is {dtype}"
+        return None
 
     def _violations(self, rule: Rule, dtype: pl.DataType) -> pl.Expr:
         col = pl.col(rule.column)
         if rule.rule in ("not_null", "null_rate"):
             return col.null_count()
         if rule.rule == "range":
-            if not dtype.is_numeric():
-                raise TypeError(f"range needs a numeric column, {rule.column!r} is {dtype}")
             bound = self.spec.range[rule.column]
             x = col.cast(pl.Float64)
             ok = x.is_finite()
@@ -99,16 +104,11 @@ class ValidityCheck(Check[ValiditySpec]):
         return present.len() - present.n_unique()
 
     def aggregations(self, schema: pl.Schema) -> Sequence[pl.Expr]:
-        exprs = [pl.len().alias("rows")]
-        self._problems = {}
-        for rule in self.rules:
-            if rule.column not in schema:
-                continue
-            try:
-                exprs.append(self._violations(rule, schema[rule.column]).alias(rule.alias))
-            except TypeError as exc:
-                self._problems[rule.alias] = str(exc)
-        return exprs
+        return [pl.len().alias("rows")] + [
+            self._violations(rule, schema[rule.column]).alias(rule.alias)
+            for rule in self.rules
+            if rule.column in schema and self._type_problem(rule, schema) is None
+        ]
 
     def finish(self, batch: MicroBatch, aggregates: Mapping[str, Any]) -> list[CheckResult]:
         rows = int(aggregates.get("rows") or 0)
@@ -116,8 +116,9 @@ class ValidityCheck(Check[ValiditySpec]):
         for rule in self.rules:
             name = self._name(rule)
             threshold = f"ratio <= {rule.limit:g}"
-            if rule.alias in self._problems:
-                results.append(self.result(Status.ERROR, None, None, self._problems[rule.alias], check=name))
+            problem = self._type_problem(rule, batch.df.schema)
+            if problem is not None:
+                results.append(self.result(Status.ERROR, None, None, problem, check=name))
             elif rows == 0:
                 results.append(self.result(Status.OK, None, threshold, "empty batch", check=name))
             elif rule.column not in batch.df.columns:
