@@ -32,7 +32,10 @@ from confluent_kafka import (
     TopicCollection,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import (  # type: ignore[attr-defined]  # OffsetSpec: not re-exported in the stubs
+    AdminClient,
+    OffsetSpec,
+)
 
 from dqmon.batch import MicroBatch
 from dqmon.config.models import Dataset, Pipeline
@@ -51,6 +54,7 @@ log = logging.getLogger(__name__)
 _CONSUME_CHUNK = 10_000
 _DOWN_CODES = {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT}
 _IGNORED_CODES = {KafkaError._PARTITION_EOF}
+_HIGH_WATERMARK = OffsetSpec.latest()  # type: ignore[no-untyped-call]  # untyped in confluent-kafka
 
 
 def build_decoder(config: KafkaSourceConfig) -> Decoder:
@@ -394,8 +398,7 @@ class KafkaSource(Source):
         if self._facts_cache is not None and now - self._facts_at < self.facts_ttl:
             return self._facts_cache
         partitions = self._partitions(timeout=1.0) if self._probe is not None else []
-        marks = self._watermarks(partitions, with_low=True) if partitions else None
-        high = {p: hl[1] for p, hl in marks.items()} if marks else None
+        high = self._watermarks(partitions) if partitions else None
         produced = None
         if high is not None and self._facts_marks is not None:
             produced = kafka_offsets.produced_between(self._facts_marks, high)
@@ -414,17 +417,14 @@ class KafkaSource(Source):
         self._facts_cache, self._facts_at = facts, now
         return facts
 
-    def _watermarks(self, partitions: Sequence[int], *, with_low: bool = False) -> Any:
-        """{partition: high} (or (low, high)); None when the broker cannot be asked."""
-        if self._probe is None or not partitions:
-            return {} if not with_low else None
-        marks: dict[int, Any] = {}
+    def _watermarks(self, partitions: Sequence[int]) -> dict[int, int] | None:
+        """{partition: high watermark} from one ListOffsets request; None when the broker cannot be asked."""
+        if self._admin is None or not partitions:
+            return {}
+        query = {TopicPartition(self.topic, p): _HIGH_WATERMARK for p in partitions}
         try:
-            for p in partitions:
-                low, high = self._probe.get_watermark_offsets(
-                    TopicPartition(self.topic, p), timeout=1.0, cached=False
-                )
-                marks[p] = (low, high) if with_low else high
+            futures = self._admin.list_offsets(query, request_timeout=1.0)
+            marks = {tp.partition: future.result(timeout=2.0).offset for tp, future in futures.items()}
         except Exception as exc:  # noqa: BLE001 - never crash the monitor
             self._mark_down(f"watermarks failed: {exc}")
             return None
