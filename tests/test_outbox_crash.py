@@ -13,12 +13,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from dqmon.config.models import Pipeline
+from tests.test_notifier_slack import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECKS = ["c1", "c2", "c3", "c4"]
@@ -107,15 +107,6 @@ class Child:
             self.proc.wait(10)
 
 
-def wait_for(cond: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
-
-
 def pending(db: Path) -> int:
     from dqmon.state.store import SqliteStateStore
 
@@ -133,12 +124,12 @@ def test_kill_9_then_restart_delivers_each_notification_exactly_once(slack_api, 
     child = Child(db, slack_api.api_url)
     try:
         assert child.observe(t0, c1="fail", c2="fail", c3="fail", c4="ok") == 3
-        wait_for(lambda: len(slack_api.top_level()) == 3)
-        wait_for(lambda: pending(db) == 0)
+        wait_for(lambda: len(slack_api.top_level()) == 3, timeout=20)
+        wait_for(lambda: pending(db) == 0, timeout=20)
         # Slack goes down; c1 recovers (a resolve to send) and c4 starts failing (a new alert)
         slack_api.fail_next(100_000, 500)
         assert child.observe(t0 + 60, c1="ok", c2="fail", c3="fail", c4="fail") == 2
-        wait_for(lambda: len(slack_api.rejected) >= 4)  # both are being retried
+        wait_for(lambda: len(slack_api.rejected) >= 4, timeout=20)  # both are being retried
         assert pending(db) == 2
         child.kill9()
     finally:
@@ -150,7 +141,7 @@ def test_kill_9_then_restart_delivers_each_notification_exactly_once(slack_api, 
     try:
         # the same checks say the same thing: nothing is re-announced as new
         assert restarted.observe(t0 + 120, c1="ok", c2="fail", c3="fail", c4="fail") == 0
-        wait_for(lambda: pending(db) == 0)
+        wait_for(lambda: pending(db) == 0, timeout=20)
         time.sleep(0.5)  # give a duplicate the chance to show up
     finally:
         restarted.stop()
