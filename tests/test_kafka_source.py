@@ -223,3 +223,61 @@ def test_facts_report_produced_between_calls(bootstrap, topic):
         source.close()
     assert facts.up
     assert facts.produced == 12
+
+
+def test_group_mode_replicas_share_the_partitions(bootstrap, topic_factory):
+    topic = topic_factory(4)
+    group_client = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
+    replicas = [
+        open_source(topic, bootstrap, mode="group", start="earliest", client=group_client) for _ in range(2)
+    ]
+    batches: list[list[Any]] = [[], []]
+    try:
+        assert replicas[0].group_id == replicas[1].group_id
+        # both replicas poll until the group has settled with partitions on each
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not all(r._assigned for r in replicas):
+            for r in replicas:
+                r.poll_batch(0.3)
+        assigned = [set(r._assigned) for r in replicas]
+        assert all(assigned), assigned
+        assert assigned[0].isdisjoint(assigned[1])
+        assert assigned[0] | assigned[1] == {0, 1, 2, 3}
+        producer = make_producer(bootstrap)
+        for p in range(4):
+            produce(producer, topic, trades(10, p * 10), partition=p)
+        deadline = time.monotonic() + 20
+        while sum(b.rows_seen for got in batches for b in got) < 40 and time.monotonic() < deadline:
+            for r, got in zip(replicas, batches, strict=True):
+                batch = r.poll_batch(0.3)
+                if batch is not None:
+                    got.append(batch)
+    finally:
+        for r in replicas:
+            r.close()
+    frames = [pl.concat([b.df for b in got if b.df.height]) for got in batches]
+    for frame, mine in zip(frames, assigned, strict=True):
+        assert frame.height > 0
+        assert set(frame["_partition"].to_list()) <= mine  # each replica reads only its partitions
+    ids = pl.concat(frames)["trade_id"].to_list()
+    assert sorted(ids) == list(range(40))  # together they read every message exactly once
+
+
+def test_sampling_picks_the_same_records_after_a_restart(bootstrap, topic_factory):
+    topic = topic_factory(2)
+    producer = make_producer(bootstrap, exact=False)
+    for p in range(2):
+        produce(producer, topic, trades(1000, p * 1000), partition=p)
+
+    def sampled_ids() -> list[int]:
+        source = open_source(topic, bootstrap, mode="assign", start="earliest", sample={"rate": 0.1})
+        try:
+            batches = drain(source, until_rows=2000)
+        finally:
+            source.close()
+        assert sum(b.rows_seen for b in batches) == 2000
+        return sorted(pl.concat([b.df for b in batches if b.df.height])["trade_id"].to_list())
+
+    first = sampled_ids()
+    assert 100 <= len(first) <= 300
+    assert sampled_ids() == first  # a new consumer with other fetch boundaries samples the same records
