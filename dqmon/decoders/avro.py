@@ -23,7 +23,7 @@ import polars as pl
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from dqmon.config.models import SchemaRegistry
-from dqmon.decoders.base import Decoded
+from dqmon.decoders.base import Decoded, in_input_order
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class AvroDecoder:
             if rows:
                 frames.append((np.array(row_index), pl.from_dicts(rows, infer_schema_length=None)))
         kept = status == ""
-        df = _in_order(frames)
+        df = in_input_order(frames)
         reasons, counts = np.unique(status[~kept].astype(str), return_counts=True)
         return Decoded(
             df, kept.astype(np.bool_), {str(r): int(c) for r, c in zip(reasons, counts, strict=True)}
@@ -108,12 +108,3 @@ class AvroDecoder:
             return None
         self._schemas[schema_id] = parsed
         return parsed
-
-
-def _in_order(frames: list[tuple[np.ndarray[Any, Any], pl.DataFrame]]) -> pl.DataFrame:
-    if not frames:
-        return pl.DataFrame()
-    if len(frames) == 1:
-        return frames[0][1]
-    order = np.argsort(np.concatenate([idx for idx, _ in frames]), kind="stable")
-    return pl.concat([df for _, df in frames], how="diagonal_relaxed")[order]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -34,3 +34,17 @@ class Decoder(Protocol):
     reasons: tuple[str, ...]
 
     def decode(self, values: Sequence[bytes]) -> Decoded: ...
+
+
+def in_input_order(frames: Sequence[tuple[npt.NDArray[Any], pl.DataFrame]]) -> pl.DataFrame:
+    """Concatenate decoded pieces, each with its records' input indices, back into input order.
+
+    Rows must line up with `Decoded.kept`; pieces may interleave (Avro groups by schema id).
+    """
+    pieces = [(idx, df) for idx, df in frames if idx.size]
+    if not pieces:
+        return pl.DataFrame()
+    if len(pieces) == 1:
+        return pieces[0][1]
+    order = np.argsort(np.concatenate([idx for idx, _ in pieces]), kind="stable")
+    return pl.concat([df for _, df in pieces], how="diagonal_relaxed")[order]

@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from dqmon.decoders.base import Decoded
+from dqmon.decoders.base import Decoded, in_input_order
 
 EMPTY = "empty"
 TOO_LARGE = "too_large"
@@ -68,7 +68,6 @@ class JsonDecoder:
         status = self._prescreen(buf, starts, lengths)
         batch = _Batch(values, buf, starts, lengths)
 
-        candidates = np.flatnonzero(status == _OK)
         for index in np.flatnonzero(status == _SUSPECT):
             # leading/trailing whitespace or not an object: judged alone, off the happy path
             status[index] = _judge_alone(values[int(index)])
@@ -118,7 +117,7 @@ class JsonDecoder:
                 status[candidates] = _OK
                 continue
             try:
-                return _in_order(frames)
+                return in_input_order(frames)
             except Exception:  # noqa: BLE001 - never crash the monitor
                 largest = max(frames, key=lambda item: item[0].size)[1]
                 self.schema = {k: v for k, v in largest.schema.items() if _scalar(v)} or None
@@ -212,14 +211,3 @@ def _judge_alone(value: bytes) -> int:
     except (ValueError, UnicodeDecodeError, RecursionError):
         return _INVALID
     return _OK if isinstance(parsed, dict) else _NOT_OBJECT
-
-
-def _in_order(frames: list[tuple[IntArray, pl.DataFrame]]) -> pl.DataFrame:
-    """Concatenate decoded pieces back into input order (rows must line up with `kept`)."""
-    frames = [f for f in frames if f[0].size]
-    if not frames:
-        return pl.DataFrame()
-    if len(frames) == 1:
-        return frames[0][1]
-    frames.sort(key=lambda item: int(item[0][0]))  # pieces are disjoint runs of ascending indices
-    return pl.concat([df for _, df in frames], how="diagonal_relaxed")
