@@ -4,11 +4,15 @@ the local PostgreSQL for the features view when one is reachable."""
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
-from dqmon.demo.run import run_demo
+from dqmon.demo.broker import free_port
+from dqmon.demo.run import DemoReport, run_demo
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_DETECTION_DELAY = 40.0  # seconds from injection to the firing alert
@@ -18,7 +22,33 @@ MAX_DETECTION_DELAY = 40.0  # seconds from injection to the firing alert
 @pytest.mark.broker
 @pytest.mark.timeout(420)
 def test_short_demo_detects_every_incident_without_false_alerts() -> None:
-    report = run_demo(ROOT / "checks", short=True, live=False, http_port=0)
+    port = free_port()
+    reports: list[DemoReport] = []
+    demo = threading.Thread(
+        target=lambda: reports.append(run_demo(ROOT / "checks", short=True, live=False, http_port=port))
+    )
+    demo.start()
+    # while it runs, the demo serves dqmon's metrics on the port it was given
+    scraped = ""
+    deadline = time.monotonic() + 120
+
+    def trades_counted(text: str) -> bool:
+        return any(
+            line.startswith("dqmon_rows_seen_total{")
+            and 'dataset="trades"' in line
+            and not line.endswith(" 0.0")
+            for line in text.splitlines()
+        )
+
+    while not trades_counted(scraped) and time.monotonic() < deadline:
+        time.sleep(2)
+        try:
+            scraped = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+        except httpx.HTTPError:
+            continue
+    demo.join(400)
+    assert "dqmon_check_status{" in scraped and 'dqmon_rows_seen_total{dataset="trades"' in scraped
+    (report,) = reports
     judge = report.judge
     table = [
         (o.incident.name, o.detected_by, None if o.delay is None else round(o.delay, 1), sorted(o.alerts))
