@@ -28,8 +28,6 @@ class MicroBatch:
     decode_errors: Mapping[str, int] = field(default_factory=dict)
     # partition -> (first offset, last offset) for Kafka; empty for other sources
     offsets: Mapping[int, tuple[int, int]] = field(default_factory=dict)
-    # column holding the ingest (Kafka) timestamp, when the source provides one
-    ingest_time_column: str | None = None
     trace_id: str | None = None
     # records produced in the window per broker watermarks (volume at any sampling rate)
     rows_produced: int | None = None

@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from dqmon.batch import INGEST_TIME_COLUMN
 from dqmon.config.models import Pipeline
 from dqmon.config.settings import Settings
 from dqmon.sources.kafka import KafkaSource
@@ -79,7 +80,7 @@ def test_assign_mode_reads_every_partition_with_metadata_columns(bootstrap, topi
     assert df.schema["_timestamp"] == pl.Datetime("us", "UTC")
     assert df["_header_trace"].to_list() == ["abc"] * 30
     assert set(df["_key"].to_list()) == {"k0", "k1", "k2"}
-    assert all(b.ingest_time_column == "_timestamp" for b in batches)
+    assert all(INGEST_TIME_COLUMN in b.df.columns for b in batches)  # what freshness reads ingest time from
     offsets = {}
     for b in batches:
         offsets.update(b.offsets)

@@ -37,7 +37,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # OffsetSpec:
     OffsetSpec,
 )
 
-from dqmon.batch import MicroBatch
+from dqmon.batch import HEADER_COLUMN_PREFIX, MicroBatch
 from dqmon.config.models import Dataset, Pipeline
 from dqmon.config.models import KafkaSource as KafkaSourceConfig
 from dqmon.config.settings import Settings
@@ -255,7 +255,6 @@ class KafkaSource(Source):
             rows_sampled=win.sampled,
             decode_errors=errors,
             offsets=offsets,
-            ingest_time_column="_timestamp",
             rows_produced=produced,
             decode_seconds=decode_seconds,
             partial=partial,
@@ -504,7 +503,10 @@ def _header_columns(messages: Sequence[Message], names: Sequence[str]) -> dict[s
             if name in wanted and value is not None:
                 text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
                 columns[name][row] = text
-    return {f"_header_{n}": pl.Series(f"_header_{n}", v, dtype=pl.String) for n, v in columns.items()}
+    return {
+        f"{HEADER_COLUMN_PREFIX}{n}": pl.Series(f"{HEADER_COLUMN_PREFIX}{n}", v, dtype=pl.String)
+        for n, v in columns.items()
+    }
 
 
 def _empty_meta(headers: Sequence[str]) -> pl.DataFrame:
@@ -514,5 +516,5 @@ def _empty_meta(headers: Sequence[str]) -> pl.DataFrame:
         "_timestamp": pl.Datetime("us", "UTC"),
         "_key": pl.String(),
     }
-    schema.update({f"_header_{h}": pl.String() for h in headers})
+    schema.update({f"{HEADER_COLUMN_PREFIX}{h}": pl.String() for h in headers})
     return pl.DataFrame(schema=schema)
