@@ -22,6 +22,7 @@ from ruamel.yaml.error import MarkedYAMLError
 from dqmon.config.checks import Contract, DistributionSpec, GreatExpectationsSpec, SchemaSpec
 from dqmon.config.models import Dataset, Pipeline
 from dqmon.errors import ConfigError, ConfigProblem, Location
+from dqmon.secrets import Redactor
 
 _ENV = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 # Folders whose YAML files are data (contracts, suites), not checks files.
@@ -135,10 +136,7 @@ class _Doc:
 
     def scrub(self, reason: str) -> str:
         """Never echo a substituted value: it may be a secret."""
-        for secret in sorted(self.secrets, key=len, reverse=True):
-            if len(secret) >= 3:
-                reason = reason.replace(secret, "***")
-        return reason
+        return Redactor(self.secrets).redact(reason)
 
 
 def _mark(node: Any) -> tuple[int, int]:

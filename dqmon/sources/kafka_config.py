@@ -8,11 +8,11 @@ from typing import Any
 
 from dqmon.config.models import KafkaSource as KafkaSourceConfig
 from dqmon.config.settings import Settings
+from dqmon.secrets import REDACTED, Redactor
 
 _SECRET_KEY = re.compile(r"password|secret|token|key", re.IGNORECASE)
 # keys that contain "key" but hold no secret (file locations and public material)
 _NOT_SECRET = {"ssl.key.location", "ssl.keystore.location", "ssl.certificate.location", "ssl.ca.location"}
-REDACTED = "***"
 
 # settings dqmon decides; a `client:` entry may not override them (they guard "never commit")
 _FIXED = {"enable.auto.commit", "enable.auto.offset.store", "group.id"}
@@ -29,11 +29,7 @@ def redact(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def scrub(text: str, config: Mapping[str, Any]) -> str:
     """Remove any secret value of `config` that appears in a message (librdkafka errors may echo them)."""
-    for key, value in config.items():
-        secret = str(value)
-        if is_secret_key(key) and len(secret) >= 3:
-            text = text.replace(secret, REDACTED)
-    return text
+    return Redactor(str(value) for key, value in config.items() if is_secret_key(key)).redact(text)
 
 
 def consumer_config(

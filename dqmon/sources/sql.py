@@ -31,10 +31,10 @@ from dqmon.batch import MicroBatch
 from dqmon.config.models import Dataset, Pipeline
 from dqmon.config.models import SqlSource as SqlSourceConfig
 from dqmon.errors import SourceError
+from dqmon.secrets import Redactor
 from dqmon.sources.base import Source
 from dqmon.sources.facts import SourceFacts
 from dqmon.state.store import StateStore
-from dqmon.telemetry.logging import SecretRedactor
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def _from_text(name: str, oid: int) -> pl.Expr:
 
 def redact(text: str, secret: str) -> str:
     """`text` without the DSN, its password, or any credentials that look like a DSN's."""
-    return SecretRedactor([secret, _password_of(secret) or ""]).redact(text)
+    return Redactor([secret, _password_of(secret) or ""]).redact(text)
 
 
 def _password_of(dsn: str) -> str | None:

@@ -1,17 +1,15 @@
 """Structured logs: JSON lines for machines (Kubernetes), readable lines for a terminal.
 
-Every record passes a redaction filter that replaces configured secret values (tokens,
-passwords, DSNs), any `scheme://user:password@` credentials and any libpq `password=...`
-before it is formatted, so a secret quoted in an exception message never reaches a log sink.
-`SecretRedactor.redact` is also the one scrubber for messages that do not pass a log handler
-(the SQL source's errors, shown in `facts()` and `/readyz`).
+Every record passes a redaction filter (dqmon.secrets.Redactor as a logging.Filter) that
+replaces configured secret values, URL credentials and libpq `password=...` before it is
+formatted, so a secret quoted in an exception message never reaches a log sink. Text that does
+not pass a log handler (config problems, source errors) is scrubbed by the same Redactor.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -19,43 +17,25 @@ from typing import Literal, TextIO
 
 from opentelemetry import trace
 
+from dqmon.secrets import Redactor
+
 __all__ = ["JsonFormatter", "SecretRedactor", "configure_logging"]
 
 LogFormat = Literal["auto", "json", "console"]
-REDACTED = "***"
-# the credentials (user, password) of any URL-like DSN (postgresql://u:p@h, https://u:p@h)
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.\-]*://)[^@/\s]*@", re.IGNORECASE)
-# a libpq keyword DSN's password (host=h password=p, password='p w')
-_KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
 # attributes every LogRecord has; anything else was passed via `extra=` and is emitted as a field
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
-_MIN_SECRET_LENGTH = 4  # shorter "secrets" would redact ordinary words
 # libraries that log every routine step at INFO (apscheduler: two lines per job run, every
 # second); they speak at WARNING unless dqmon itself runs at DEBUG
 _CHATTY_LOGGERS = ("apscheduler",)
 _JsonValue = str | int | float | bool | None | list["_JsonValue"] | dict[str, "_JsonValue"]
 
 
-class SecretRedactor(logging.Filter):
+class SecretRedactor(Redactor, logging.Filter):
     """Replaces secret values in a record's message, arguments, exception text and extras."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        super().__init__()
-        self._secrets: list[str] = []
-        self.add(secrets)
-
-    def add(self, secrets: Iterable[str]) -> None:
-        for secret in secrets:
-            if secret and len(secret) >= _MIN_SECRET_LENGTH and secret not in self._secrets:
-                self._secrets.append(secret)
-        # longest first so a secret containing another is replaced whole
-        self._secrets.sort(key=len, reverse=True)
-
-    def redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, REDACTED)
-        text = _URL_CREDENTIALS.sub(rf"\g<scheme>{REDACTED}@", text)
-        return _KEYWORD_PASSWORD.sub(rf"\g<1>{REDACTED}", text)
+        logging.Filter.__init__(self)
+        Redactor.__init__(self, secrets)
 
     def filter(self, record: logging.LogRecord) -> bool:
         # format once, then redact the final text: secrets may arrive through %-arguments
