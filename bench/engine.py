@@ -18,9 +18,9 @@ import numpy as np
 import polars as pl
 
 from dqmon.batch import MicroBatch
-from dqmon.checks.base import CheckResult
 from dqmon.config.models import Pipeline
 from dqmon.engine import DatasetEngine
+from dqmon.results import CheckResult
 from dqmon.state.store import MemoryStateStore
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

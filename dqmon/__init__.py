@@ -4,10 +4,10 @@ The public API is small: load a checks directory, evaluate a dataset's checks on
 """
 
 from dqmon.batch import MicroBatch
-from dqmon.checks.base import CheckResult, Status
 from dqmon.config.loader import ChecksConfig, load_checks
 from dqmon.engine import DatasetEngine
 from dqmon.errors import ConfigError, DqmonError
+from dqmon.results import CheckResult, Status
 from dqmon.testing import run_checks
 
 __all__ = [

@@ -16,11 +16,11 @@ import polars as pl
 
 from dqmon.alerts.manager import AlertManager
 from dqmon.batch import MicroBatch
-from dqmon.checks.base import CheckResult, Status
 from dqmon.checks.timecols import epoch_seconds
 from dqmon.config.models import Dataset, Pipeline
 from dqmon.engine import DatasetEngine
 from dqmon.errors import DqmonError
+from dqmon.results import CheckResult, Status
 from dqmon.state.store import MemoryStateStore
 
 MAX_WINDOWS = 200_000

@@ -44,13 +44,3 @@ class MicroBatch:
     @property
     def rows_decoded(self) -> int:
         return self.df.height
-
-
-# Columns a source adds beside the record's own fields; schema checks ignore them.
-KAFKA_METADATA_COLUMNS = frozenset({"_partition", "_offset", "_timestamp", "_key"})
-HEADER_COLUMN_PREFIX = "_header_"
-INGEST_TIME_COLUMN = "_timestamp"
-
-
-def is_metadata_column(name: str) -> bool:
-    return name in KAFKA_METADATA_COLUMNS or name.startswith(HEADER_COLUMN_PREFIX)

@@ -18,10 +18,11 @@ import polars as pl
 from opentelemetry import trace
 
 from dqmon.batch import MicroBatch
-from dqmon.checks.base import Check, CheckContext, CheckResult, Status, utcnow
+from dqmon.checks.base import Check, CheckContext
 from dqmon.checks.registry import build_check
 from dqmon.config.models import Dataset, Pipeline
-from dqmon.sources.facts import SourceFacts
+from dqmon.facts import SourceFacts
+from dqmon.results import CheckResult, Status, utcnow
 from dqmon.state.store import MemoryStateStore, StateStore
 
 log = logging.getLogger(__name__)

@@ -9,9 +9,9 @@ from pathlib import Path
 import polars as pl
 
 from dqmon.batch import MicroBatch
-from dqmon.checks.base import CheckResult, Status
 from dqmon.config.models import Dataset, Pipeline
 from dqmon.engine import DatasetEngine
+from dqmon.results import CheckResult, Status
 from dqmon.state.store import MemoryStateStore, StateStore
 
 

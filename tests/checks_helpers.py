@@ -10,9 +10,9 @@ import numpy as np
 import polars as pl
 
 from dqmon.batch import MicroBatch
-from dqmon.checks.base import CheckResult, Status
 from dqmon.config.models import Pipeline
 from dqmon.engine import DatasetEngine
+from dqmon.results import CheckResult, Status
 from dqmon.state.store import MemoryStateStore, StateStore
 
 NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)

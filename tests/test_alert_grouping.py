@@ -6,7 +6,7 @@ from pathlib import Path
 
 from dqmon.alerts.manager import AlertManager
 from dqmon.alerts.notifiers.slack import SlackBotNotifier
-from dqmon.checks.base import Status
+from dqmon.results import Status
 from dqmon.state.store import SqliteStateStore
 from tests.fixtures.slack_api import TOKEN, FakeSlack
 from tests.test_notifier_slack import make_pipeline, result, start_worker, wait_for

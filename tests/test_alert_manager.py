@@ -10,9 +10,9 @@ from dqmon.alerts.manager import AlertManager
 from dqmon.alerts.notifiers.log import LogNotifier
 from dqmon.alerts.notifiers.slack import SlackBotNotifier, SlackWebhookNotifier
 from dqmon.alerts.setup import build_notifiers
-from dqmon.checks.base import CheckResult, Status
 from dqmon.config.models import Pipeline
 from dqmon.config.settings import Settings
+from dqmon.results import CheckResult, Status
 from dqmon.state.store import MemoryStateStore, SqliteStateStore
 
 T0 = 1_800_000_000.0

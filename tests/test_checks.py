@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from dqmon.checks.base import Status
+from dqmon.results import Status
 from dqmon.state.store import MemoryStateStore, SqliteStateStore
 from tests.checks_helpers import NOW, Clock, batch, by_check, engine, statuses, trades
 
@@ -327,7 +327,7 @@ def test_sql_check() -> None:
 
 
 def test_lag_check_reads_facts() -> None:
-    from dqmon.sources.facts import ConsumerLag, SourceFacts
+    from dqmon.facts import ConsumerLag, SourceFacts
 
     e = engine([{"lag": {"group": "app", "max_messages": 100, "max_seconds": "30s"}}])
     facts = SourceFacts(observed_at=NOW, consumer_lag={"app": ConsumerLag(50, 5.0)})

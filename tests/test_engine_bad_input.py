@@ -6,7 +6,7 @@ import polars as pl
 from hypothesis import HealthCheck, given, settings
 from polars.testing.parametric import column, dataframes
 
-from dqmon.checks.base import Status
+from dqmon.results import Status
 from tests.checks_helpers import batch, by_check, engine, trades
 
 SUITE = [

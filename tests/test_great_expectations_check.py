@@ -13,9 +13,9 @@ import polars as pl
 import pytest
 
 from dqmon.batch import MicroBatch
-from dqmon.checks.base import CheckResult, Status
 from dqmon.config.models import Pipeline
 from dqmon.engine import DatasetEngine
+from dqmon.results import CheckResult, Status
 
 pytestmark = pytest.mark.gx
 

@@ -3,10 +3,10 @@ checked by the engine (the Schema Registry is the local test double of test_deco
 
 from __future__ import annotations
 
-from dqmon.checks.base import Status
 from dqmon.config.models import Pipeline
 from dqmon.config.settings import Settings
 from dqmon.engine import DatasetEngine
+from dqmon.results import Status
 from dqmon.sources.kafka import KafkaSource
 from tests.fixtures.broker import make_producer, produce
 from tests.test_decoders_avro import framed, registry_url  # noqa: F401 - the registry fixture

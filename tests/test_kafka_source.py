@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from dqmon.batch import INGEST_TIME_COLUMN
+from dqmon.columns import INGEST_TIME_COLUMN
 from dqmon.config.models import Pipeline
 from dqmon.config.settings import Settings
 from dqmon.sources.kafka import KafkaSource

@@ -12,10 +12,10 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from dqmon.batch import MicroBatch
-from dqmon.checks.base import CheckResult, Status
 from dqmon.decoders.avro import AvroDecoder
 from dqmon.decoders.json import JsonDecoder
-from dqmon.sources.facts import ConsumerLag, SourceFacts
+from dqmon.facts import ConsumerLag, SourceFacts
+from dqmon.results import CheckResult, Status
 from dqmon.telemetry.metrics import DECODE_ERROR_REASONS, DqmonMetrics, decode_reason_label
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)

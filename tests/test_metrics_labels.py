@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from dqmon.batch import MicroBatch
 from dqmon.config.models import Pipeline
 from dqmon.engine import DatasetEngine
-from dqmon.sources.facts import ConsumerLag, SourceFacts
+from dqmon.facts import ConsumerLag, SourceFacts
 from dqmon.telemetry.metrics import BATCH_STAGES, DECODE_ERROR_REASONS, NOTIFICATION_OUTCOMES, DqmonMetrics
 from dqmon.telemetry.server import TelemetryServer
 

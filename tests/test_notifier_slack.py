@@ -19,8 +19,8 @@ from dqmon.alerts.notifiers.base import Notifier
 from dqmon.alerts.notifiers.log import LogNotifier
 from dqmon.alerts.notifiers.slack import SlackBotNotifier, SlackWebhookNotifier
 from dqmon.alerts.notifiers.webhook import WebhookNotifier
-from dqmon.checks.base import CheckResult, Status
 from dqmon.config.models import Pipeline
+from dqmon.results import CheckResult, Status
 from dqmon.state.store import SqliteStateStore
 from tests.fixtures.slack_api import TOKEN, WEBHOOK_PATH, FakeSlack
 

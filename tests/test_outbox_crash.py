@@ -46,7 +46,7 @@ def _child(db: str, api_url: str) -> None:
     from dqmon.alerts.delivery import DeliveryWorker, RetryPolicy
     from dqmon.alerts.manager import AlertManager
     from dqmon.alerts.notifiers.slack import SlackBotNotifier
-    from dqmon.checks.base import CheckResult, Status
+    from dqmon.results import CheckResult, Status
     from dqmon.state.store import SqliteStateStore
     from tests.fixtures.slack_api import TOKEN
 

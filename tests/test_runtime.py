@@ -17,10 +17,10 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from dqmon.checks.base import CheckResult, Status
 from dqmon.config.models import Dataset, Pipeline
 from dqmon.config.settings import Settings
 from dqmon.demo.broker import EmbeddedBroker
+from dqmon.results import CheckResult, Status
 from dqmon.runtime.app import Runtime
 from tests.e2e_helpers import FAST_GROUP_JOIN, wait_until, write_replay_checks, write_trades
 from tests.fixtures.broker import create_topic

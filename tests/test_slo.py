@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dqmon.checks.base import CheckResult, Status
 from dqmon.config.models import BurnRateWindow, Pipeline
+from dqmon.results import CheckResult, Status
 from dqmon.slo import SloTracker
 
 

@@ -14,8 +14,8 @@ import pytest
 from dqmon.alerts.delivery import DeliveryWorker
 from dqmon.alerts.manager import AlertManager
 from dqmon.alerts.setup import build_delivery
-from dqmon.checks.base import Status
 from dqmon.config.settings import Settings
+from dqmon.results import Status
 from dqmon.state.postgres import PostgresStateStore
 from tests.fixtures.slack_api import TOKEN, FakeSlack
 from tests.test_notifier_slack import FAST, failing_all, make_pipeline, result, wait_for

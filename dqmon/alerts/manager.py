@@ -24,9 +24,9 @@ from dqmon.alerts.fingerprint import fingerprint
 from dqmon.alerts.routing import route_targets
 from dqmon.alerts.rules import AlertState, RuleTiming, Step, advance
 from dqmon.alerts.silences import active_silence
-from dqmon.checks.base import CheckResult, Status
 from dqmon.config.checks import CheckSpec
 from dqmon.config.models import Pipeline
+from dqmon.results import CheckResult, Status
 from dqmon.slo import SloStatus, SloTracker
 from dqmon.state.outbox import NewNotification, StoredAlertState
 from dqmon.state.store import StateStore

@@ -15,11 +15,12 @@ import numpy as np
 import polars as pl
 
 from dqmon.batch import MicroBatch
-from dqmon.checks.base import Check, CheckContext, CheckResult, Status
+from dqmon.checks.base import Check, CheckContext
 from dqmon.checks.reference import RollingReference, thin
 from dqmon.checks.registry import register
 from dqmon.checks.stats import bin_counts, chi_square, ks_pvalue, ks_statistic, psi, quantile_edges
 from dqmon.config.checks import DistributionSpec
+from dqmon.results import CheckResult, Status
 from dqmon.tables import read_table
 
 ALL = "__all__"

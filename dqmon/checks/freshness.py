@@ -8,13 +8,15 @@ from typing import Any
 
 import polars as pl
 
-from dqmon.batch import INGEST_TIME_COLUMN, MicroBatch
-from dqmon.checks.base import Check, CheckContext, CheckResult, Status
+from dqmon.batch import MicroBatch
+from dqmon.checks.base import Check, CheckContext
 from dqmon.checks.registry import register
 from dqmon.checks.timecols import epoch_seconds
+from dqmon.columns import INGEST_TIME_COLUMN
 from dqmon.config.checks import FreshnessSpec
 from dqmon.config.durations import format_duration
-from dqmon.sources.facts import SourceFacts
+from dqmon.facts import SourceFacts
+from dqmon.results import CheckResult, Status
 
 
 def _secs(value: float) -> str:

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from dqmon.batch import MicroBatch
-from dqmon.checks.base import Check, CheckResult, Status
+from dqmon.checks.base import Check
 from dqmon.checks.registry import register
 from dqmon.config.checks import GreatExpectationsSpec
 from dqmon.errors import CheckError
+from dqmon.results import CheckResult, Status
 
 # kwargs that identify what an expectation looks at rather than what it requires
 _DOMAIN_KWARGS = ("column", "column_list", "column_A", "column_B", "batch_id")

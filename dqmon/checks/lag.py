@@ -7,11 +7,12 @@ from datetime import datetime
 from typing import Any
 
 from dqmon.batch import MicroBatch
-from dqmon.checks.base import Check, CheckResult, Status, bounds_text
+from dqmon.checks.base import Check
 from dqmon.checks.registry import register
 from dqmon.config.checks import LagSpec
 from dqmon.config.durations import format_duration
-from dqmon.sources.facts import SourceFacts
+from dqmon.facts import SourceFacts
+from dqmon.results import CheckResult, Status, bounds_text
 
 
 @register

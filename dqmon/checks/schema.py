@@ -8,11 +8,13 @@ from typing import Any
 
 import polars as pl
 
-from dqmon.batch import MicroBatch, is_metadata_column
-from dqmon.checks.base import Check, CheckContext, CheckResult, Status
+from dqmon.batch import MicroBatch
+from dqmon.checks.base import Check, CheckContext
 from dqmon.checks.registry import register
+from dqmon.columns import is_metadata_column
 from dqmon.config.checks import Contract, SchemaSpec
 from dqmon.config.loader import load_contract
+from dqmon.results import CheckResult, Status
 
 
 def type_family(dtype: pl.DataType) -> str:

@@ -8,9 +8,10 @@ from typing import Any
 import polars as pl
 
 from dqmon.batch import MicroBatch
-from dqmon.checks.base import Check, CheckResult, Status, bounds_text
+from dqmon.checks.base import Check
 from dqmon.checks.registry import register
 from dqmon.config.checks import SqlSpec
+from dqmon.results import CheckResult, Status, bounds_text
 
 
 @register

@@ -13,9 +13,10 @@ from typing import Any
 import polars as pl
 
 from dqmon.batch import MicroBatch
-from dqmon.checks.base import Check, CheckContext, CheckResult, Status
+from dqmon.checks.base import Check, CheckContext
 from dqmon.checks.registry import register
 from dqmon.config.checks import RangeBound, ValiditySpec
+from dqmon.results import CheckResult, Status
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,11 @@ from typing import Any
 import numpy as np
 
 from dqmon.batch import MicroBatch
-from dqmon.checks.base import Check, CheckContext, CheckResult, Status, bounds_text
+from dqmon.checks.base import Check, CheckContext
 from dqmon.checks.registry import register
 from dqmon.checks.stats import robust_z
 from dqmon.config.checks import VolumeSpec
+from dqmon.results import CheckResult, Status, bounds_text
 
 
 def _season(at: datetime, seasonality: str) -> int | None:

@@ -19,7 +19,6 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from dqmon.checks.base import CheckResult
 from dqmon.config.loader import ChecksConfig, load_checks
 from dqmon.config.models import Dataset, KafkaSource, Pipeline
 from dqmon.config.settings import Settings
@@ -27,6 +26,7 @@ from dqmon.demo.broker import EmbeddedBroker, free_port
 from dqmon.demo.features_app import FeaturesApp, postgres_reachable
 from dqmon.demo.scenario import Judge, incidents
 from dqmon.demo.stream import ORDERBOOK_TOPIC, TRADES_TOPIC, MarketStream, StreamKnobs
+from dqmon.results import CheckResult
 from dqmon.runtime.app import Runtime
 from dqmon.state.outbox import NewNotification
 

@@ -28,12 +28,12 @@ from dqmon.alerts.delivery import DeliveryWorker
 from dqmon.alerts.manager import AlertManager
 from dqmon.alerts.setup import build_notifiers
 from dqmon.batch import MicroBatch
-from dqmon.checks.base import CheckResult, utcnow
 from dqmon.config.loader import ChecksConfig, checks_files, load_checks
 from dqmon.config.models import Dataset, Pipeline, SqlSource
 from dqmon.config.settings import Settings
 from dqmon.engine import DatasetEngine
 from dqmon.errors import ConfigError
+from dqmon.results import CheckResult, utcnow
 from dqmon.runtime.status import StatusBoard
 from dqmon.runtime.wiring import build_source, open_store, secret_values
 from dqmon.runtime.worker import DatasetWorker

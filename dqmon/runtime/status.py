@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from rich.table import Table
 
-from dqmon.checks.base import CheckResult, Status
+from dqmon.results import CheckResult, Status
 
 
 @dataclass

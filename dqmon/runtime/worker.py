@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from dqmon.batch import MicroBatch
-from dqmon.checks.base import CheckResult
 from dqmon.config.models import Dataset, Pipeline, SqlSource
 from dqmon.engine import DatasetEngine
+from dqmon.facts import SourceFacts
+from dqmon.results import CheckResult
 from dqmon.sources.base import Source
-from dqmon.sources.facts import SourceFacts
 from dqmon.telemetry.metrics import DqmonMetrics
 from dqmon.telemetry.tracing import batch_span
 

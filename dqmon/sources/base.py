@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 from dqmon.batch import MicroBatch
-from dqmon.sources.facts import SourceFacts
+from dqmon.facts import SourceFacts
 
 
 class Source(ABC):

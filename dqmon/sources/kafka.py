@@ -37,15 +37,22 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # OffsetSpec:
     OffsetSpec,
 )
 
-from dqmon.batch import HEADER_COLUMN_PREFIX, MicroBatch
+from dqmon.batch import MicroBatch
+from dqmon.columns import (
+    HEADER_COLUMN_PREFIX,
+    INGEST_TIME_COLUMN,
+    KEY_COLUMN,
+    OFFSET_COLUMN,
+    PARTITION_COLUMN,
+)
 from dqmon.config.models import Dataset, Pipeline
 from dqmon.config.models import KafkaSource as KafkaSourceConfig
 from dqmon.config.settings import Settings
 from dqmon.decoders.base import Decoder
 from dqmon.errors import ConfigError, ConfigProblem, Location
+from dqmon.facts import ConsumerLag, SourceFacts
 from dqmon.sources import kafka_offsets
 from dqmon.sources.base import Source
-from dqmon.sources.facts import ConsumerLag, SourceFacts
 from dqmon.sources.kafka_config import admin_config, consumer_config, redact, scrub
 from dqmon.sources.sampling import keep_mask
 
@@ -274,15 +281,17 @@ class KafkaSource(Source):
             return _empty_meta(self.config.headers), {}, {}
         decoded = self.decoder.decode([v or b"" for v in map(Message.value, messages)])
         meta: dict[str, pl.Series] = {
-            "_partition": pl.Series("_partition", np.fromiter(map(Message.partition, messages), np.int32, n)),
-            "_offset": pl.Series("_offset", np.fromiter(map(Message.offset, messages), np.int64, n)),
-            "_timestamp": pl.Series(
-                "_timestamp", np.fromiter((t[1] for t in map(Message.timestamp, messages)), np.int64, n)
+            PARTITION_COLUMN: pl.Series(
+                PARTITION_COLUMN, np.fromiter(map(Message.partition, messages), np.int32, n)
+            ),
+            OFFSET_COLUMN: pl.Series(OFFSET_COLUMN, np.fromiter(map(Message.offset, messages), np.int64, n)),
+            INGEST_TIME_COLUMN: pl.Series(
+                INGEST_TIME_COLUMN, np.fromiter((t[1] for t in map(Message.timestamp, messages)), np.int64, n)
             )
             .cast(pl.Datetime("ms"))
             .dt.replace_time_zone("UTC")
             .cast(pl.Datetime("us", "UTC")),
-            "_key": pl.Series("_key", list(map(Message.key, messages)), dtype=pl.Binary).cast(
+            KEY_COLUMN: pl.Series(KEY_COLUMN, list(map(Message.key, messages)), dtype=pl.Binary).cast(
                 pl.String, strict=False
             ),
         }
@@ -291,8 +300,8 @@ class KafkaSource(Source):
         everything = pl.DataFrame(list(meta.values()))
         offsets = {
             int(p): (int(lo), int(hi))
-            for p, lo, hi in everything.group_by("_partition")
-            .agg(pl.col("_offset").min().alias("lo"), pl.col("_offset").max().alias("hi"))
+            for p, lo, hi in everything.group_by(PARTITION_COLUMN)
+            .agg(pl.col(OFFSET_COLUMN).min().alias("lo"), pl.col(OFFSET_COLUMN).max().alias("hi"))
             .iter_rows()
         }
         columns = everything.filter(pl.Series(decoded.kept))
@@ -511,10 +520,10 @@ def _header_columns(messages: Sequence[Message], names: Sequence[str]) -> dict[s
 
 def _empty_meta(headers: Sequence[str]) -> pl.DataFrame:
     schema: dict[str, pl.DataType] = {
-        "_partition": pl.Int32(),
-        "_offset": pl.Int64(),
-        "_timestamp": pl.Datetime("us", "UTC"),
-        "_key": pl.String(),
+        PARTITION_COLUMN: pl.Int32(),
+        OFFSET_COLUMN: pl.Int64(),
+        INGEST_TIME_COLUMN: pl.Datetime("us", "UTC"),
+        KEY_COLUMN: pl.String(),
     }
     schema.update({f"{HEADER_COLUMN_PREFIX}{h}": pl.String() for h in headers})
     return pl.DataFrame(schema=schema)

@@ -12,8 +12,8 @@ import polars as pl
 from dqmon.batch import MicroBatch
 from dqmon.config.models import Dataset, Pipeline
 from dqmon.config.models import ReplaySource as ReplayConfig
+from dqmon.facts import SourceFacts
 from dqmon.sources.base import Source
-from dqmon.sources.facts import SourceFacts
 from dqmon.tables import read_table
 
 

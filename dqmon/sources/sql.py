@@ -31,9 +31,9 @@ from dqmon.batch import MicroBatch
 from dqmon.config.models import Dataset, Pipeline
 from dqmon.config.models import SqlSource as SqlSourceConfig
 from dqmon.errors import SourceError
+from dqmon.facts import SourceFacts
 from dqmon.secrets import Redactor
 from dqmon.sources.base import Source
-from dqmon.sources.facts import SourceFacts
 from dqmon.state.store import StateStore
 
 log = logging.getLogger(__name__)

@@ -21,8 +21,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from dqmon.batch import MicroBatch
-from dqmon.checks.base import CheckResult, Status
-from dqmon.sources.facts import SourceFacts
+from dqmon.facts import SourceFacts
+from dqmon.results import CheckResult, Status
 
 __all__ = [
     "BATCH_STAGES",

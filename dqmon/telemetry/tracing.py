@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
 from dqmon.batch import MicroBatch
-from dqmon.checks.base import CheckResult
+from dqmon.results import CheckResult
 
 __all__ = [
     "BatchTrace",

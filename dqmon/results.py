@@ -1,0 +1,83 @@
+"""Value types every layer shares: a check's status and its result on one micro-batch.
+
+They sit at the bottom of the dependency graph so telemetry, alerts and the runtime read results
+without depending on the Check base class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from enum import IntEnum
+from typing import Any
+
+
+class Status(IntEnum):
+    """Outcome of one evaluation; the integer is the `dqmon_check_status` gauge value."""
+
+    OK = 0
+    WARN = 1
+    FAIL = 2
+    ERROR = 3
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One check's verdict on one micro-batch (or on source facts)."""
+
+    pipeline: str
+    dataset: str
+    check: str
+    kind: str
+    status: Status
+    value: float | None
+    threshold: str | None
+    message: str
+    severity: str = "page"
+    slo: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+    evaluated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    trace_id: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.status in (Status.FAIL, Status.ERROR)
+
+    def with_trace(self, trace_id: str | None) -> CheckResult:
+        return replace(self, trace_id=trace_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "pipeline": self.pipeline,
+            "dataset": self.dataset,
+            "check": self.check,
+            "kind": self.kind,
+            "status": self.status.label,
+            "value": self.value,
+            "threshold": self.threshold,
+            "message": self.message,
+            "severity": self.severity,
+            "slo": self.slo,
+            "details": dict(self.details),
+            "evaluated_at": self.evaluated_at.isoformat(),
+            "trace_id": self.trace_id,
+        }
+
+
+def bounds_text(*bounds: tuple[str, object | None]) -> str | None:
+    """`>= 10 and <= 20` from (operator, limit) pairs, skipping unset limits; None when all unset."""
+    parts = [
+        f"{op} {limit:g}" if isinstance(limit, float) else f"{op} {limit}"
+        for op, limit in bounds
+        if limit is not None
+    ]
+    return " and ".join(parts) or None
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
