@@ -25,6 +25,15 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+@app.callback()
+def _start() -> None:
+    """Before any command reads a checks file: third-party plug-ins register their kinds."""
+    from dqmon.registry import load_plugins
+
+    load_plugins()
+
+
 ChecksDir = Annotated[Path, typer.Option("--checks", "-c", help="checks directory (YAML files)")]
 DatasetRef = Annotated[str, typer.Option("--dataset", "-d", help="dataset name or pipeline/dataset")]
 

@@ -135,10 +135,10 @@ def test_compound_durations() -> None:
 
 def test_json_schema_describes_check_kinds() -> None:
     schema = checks_json_schema()
-    entry = schema["$defs"]["CheckEntry"]
+    entry = schema["$defs"]["Dataset"]["properties"]["checks"]["items"]
     assert {"freshness", "volume", "schema", "distribution", "validity", "sql"} <= set(entry["properties"])
     assert entry["maxProperties"] == 1
-    assert "max_lag" in schema["$defs"]["FreshnessSpec"]["properties"]
+    assert "max_lag" in entry["properties"]["freshness"]["properties"]
     json.dumps(schema)
 
 

@@ -16,7 +16,7 @@ from dqmon.decoders.avro import AvroDecoder
 from dqmon.decoders.json import JsonDecoder
 from dqmon.facts import ConsumerLag, SourceFacts
 from dqmon.results import CheckResult, Status
-from dqmon.telemetry.metrics import DECODE_ERROR_REASONS, DqmonMetrics, decode_reason_label
+from dqmon.telemetry.metrics import DqmonMetrics, decode_error_reasons, decode_reason_label
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -91,12 +91,12 @@ def test_unknown_decode_reason_and_stage_are_bounded(metrics: DqmonMetrics) -> N
 
 def test_every_decoder_reason_is_a_label_value() -> None:
     for decoder in (JsonDecoder, AvroDecoder):
-        assert set(decoder.reasons) <= set(DECODE_ERROR_REASONS), decoder.__name__
+        assert set(decoder.reasons) <= set(decode_error_reasons()), decoder.__name__
 
 
 def test_declare_dataset_creates_zero_series_for_every_reason(metrics: DqmonMetrics) -> None:
     metrics.declare_dataset("p", "d")
-    for reason in DECODE_ERROR_REASONS:
+    for reason in decode_error_reasons():
         assert sample(metrics, "dqmon_decode_errors_total", pipeline="p", dataset="d", reason=reason) == 0
     count = sample(metrics, "dqmon_batch_duration_seconds_count", pipeline="p", dataset="d", stage="check")
     assert count == 0

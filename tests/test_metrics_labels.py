@@ -17,7 +17,7 @@ from dqmon.batch import MicroBatch
 from dqmon.config.models import Pipeline
 from dqmon.engine import DatasetEngine
 from dqmon.facts import ConsumerLag, SourceFacts
-from dqmon.telemetry.metrics import BATCH_STAGES, DECODE_ERROR_REASONS, NOTIFICATION_OUTCOMES, DqmonMetrics
+from dqmon.telemetry.metrics import BATCH_STAGES, NOTIFICATION_OUTCOMES, DqmonMetrics, decode_error_reasons
 from dqmon.telemetry.server import TelemetryServer
 
 DSN = "postgresql://dqmon:Xq9-secret-pw@pg.internal:5432/features"
@@ -106,7 +106,7 @@ def test_no_label_value_comes_from_records_and_no_secret_is_exported() -> None:
         "dataset": {d.name for d in pipeline.datasets},
         "group": {"features-writer"},
         "notifier": {"slack"},
-        "reason": set(DECODE_ERROR_REASONS),
+        "reason": set(decode_error_reasons()),
         "stage": set(BATCH_STAGES),
         "outcome": set(NOTIFICATION_OUTCOMES),
         "status": {"ok", "warn", "fail", "error"},

@@ -1,59 +1,36 @@
-"""Check kinds by name. Built-ins are registered on first use; plugins call `register` at start-up."""
+"""Check kinds: the registry seam for checks (dqmon.registry.CHECK_KINDS) and how a check is built.
+
+A check kind is one module: a spec model (a `CheckSpec` subclass), a `Check` subclass naming it
+in `spec_type`, and `@register` on the class. Built-in modules are imported on the first lookup;
+plug-ins are imported by `dqmon.registry.load_plugins` at start-up.
+"""
 
 from __future__ import annotations
 
-import importlib
-import threading
 from typing import Any
 
 from dqmon.checks.base import Check, CheckContext
 from dqmon.config.checks import CheckSpec
 from dqmon.errors import CheckError
+from dqmon.registry import CHECK_KINDS, UnknownKind
 
-_BUILTIN_MODULES = (
-    "dqmon.checks.freshness",
-    "dqmon.checks.volume",
-    "dqmon.checks.schema",
-    "dqmon.checks.distribution",
-    "dqmon.checks.validity",
-    "dqmon.checks.sql",
-    "dqmon.checks.lag",
-    "dqmon.checks.great_expectations",
-)
-_registry: dict[str, type[Check[Any]]] = {}
-_loaded = False
-_lock = threading.Lock()
+CheckClass = type[Check[Any]]
 
 
-def register(cls: type[Check[Any]]) -> type[Check[Any]]:
-    """Register a check class under its `kind` (usable as a class decorator)."""
-    _registry[cls.kind] = cls
-    return cls
+def register(cls: CheckClass) -> CheckClass:
+    """Register a check class under its `kind` (a class decorator)."""
+    return CHECK_KINDS.register(cls.kind, cls)
 
 
-def _load_builtins() -> None:
-    global _loaded
-    with _lock:
-        if _loaded:
-            return
-        for module in _BUILTIN_MODULES:
-            importlib.import_module(module)
-        _loaded = True
-
-
-def check_class(kind: str) -> type[Check[Any]]:
-    _load_builtins()
+def check_class(kind: str) -> CheckClass:
     try:
-        return _registry[kind]
-    except KeyError:
-        raise CheckError(
-            f"unknown check kind {kind!r}; valid kinds: {', '.join(sorted(_registry))}"
-        ) from None
+        return CHECK_KINDS.get(kind)
+    except UnknownKind as exc:
+        raise CheckError(str(exc)) from None
 
 
 def kinds() -> list[str]:
-    _load_builtins()
-    return sorted(_registry)
+    return CHECK_KINDS.kinds()
 
 
 def build_check(kind: str, spec: CheckSpec, name: str, ctx: CheckContext) -> Check[Any]:

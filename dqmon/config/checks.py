@@ -1,17 +1,21 @@
 """Check specifications: what each check kind accepts in a checks file.
 
 A check entry in YAML is a one-key mapping, the key being the kind:
-`- freshness: {max_lag: 30s}`. `CheckEntry` holds exactly one spec.
+`- freshness: {max_lag: 30s}`. `CheckEntry` holds its kind and spec; which spec model a kind
+takes is the `spec_type` of the check class registered for it (dqmon.registry.CHECK_KINDS).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from dqmon.config.base import NAME_PATTERN, Severity, StrictModel
+from dqmon.config.base import NAME_PATTERN, NotifyTarget, Severity, StrictModel
+from dqmon.config.by_kind import ByKind, KindEntry
 from dqmon.config.durations import Duration, parse_duration
+from dqmon.registry import CHECK_KINDS
 
 
 class CheckSpec(StrictModel):
@@ -20,7 +24,7 @@ class CheckSpec(StrictModel):
     name: Annotated[str | None, Field(pattern=NAME_PATTERN)] = None
     severity: Severity = Field("page", description="warn: status warn on violation; page: status fail")
     slo: str | None = Field(None, description="name of a pipeline SLO this check counts towards")
-    notify: list[str] = Field(
+    notify: list[NotifyTarget] = Field(
         default_factory=list,
         description="routes overriding the pipeline's: slack:#channel, webhook:NAME, log",
     )
@@ -209,65 +213,22 @@ class GreatExpectationsSpec(CheckSpec):
     suite: str = Field(description="an expectation-suite JSON file, relative to the checks file")
 
 
-CHECK_KINDS: dict[str, type[CheckSpec]] = {
-    "freshness": FreshnessSpec,
-    "volume": VolumeSpec,
-    "schema": SchemaSpec,
-    "distribution": DistributionSpec,
-    "validity": ValiditySpec,
-    "sql": SqlSpec,
-    "lag": LagSpec,
-    "great_expectations": GreatExpectationsSpec,
-}
+@dataclass(frozen=True)
+class CheckEntry(KindEntry):
+    """One item of a dataset's `checks:` list: its kind and its validated spec."""
 
-
-class CheckEntry(StrictModel):
-    """One item of a dataset's `checks:` list: exactly one kind key."""
-
-    freshness: FreshnessSpec | None = None
-    volume: VolumeSpec | None = None
-    schema_: SchemaSpec | None = Field(None, alias="schema")
-    distribution: DistributionSpec | None = None
-    validity: ValiditySpec | None = None
-    sql: SqlSpec | None = None
-    lag: LagSpec | None = None
-    great_expectations: GreatExpectationsSpec | None = None
-
-    model_config = StrictModel.model_config | {"json_schema_extra": {"minProperties": 1, "maxProperties": 1}}
-
-    @model_validator(mode="before")
-    @classmethod
-    def _exactly_one(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            kinds = [k for k in value if k in CHECK_KINDS]
-            unknown = [k for k in value if k not in CHECK_KINDS]
-            if unknown:
-                raise ValueError(
-                    f"unknown check kind {unknown[0]!r}; valid kinds: {', '.join(sorted(CHECK_KINDS))}"
-                )
-            if len(kinds) != 1:
-                raise ValueError(
-                    f"a check entry has exactly one kind key, got {len(kinds)}: "
-                    f"write each check as its own list item"
-                )
-            body = value[kinds[0]]
-            if body is None:
-                return {kinds[0]: {}}
-        return value
-
-    @property
-    def kind(self) -> str:
-        for kind in CHECK_KINDS:
-            if getattr(self, "schema_" if kind == "schema" else kind) is not None:
-                return kind
-        raise AssertionError("validated CheckEntry without a kind")  # pragma: no cover
-
-    @property
-    def spec(self) -> CheckSpec:
-        value = getattr(self, "schema_" if self.kind == "schema" else self.kind)
-        assert isinstance(value, CheckSpec)
-        return value
+    spec: CheckSpec
 
     def check_name(self) -> str:
         """The check's stable name within its dataset: `name:` or the kind."""
         return self.spec.name or self.kind
+
+
+def _spec_type(check_class: Any) -> type[CheckSpec]:
+    spec: type[CheckSpec] = check_class.spec_type
+    return spec
+
+
+# A check entry is validated by the spec type of the check class its kind names in the registry,
+# so check kinds registered by plug-ins validate (and appear in `dqmon schema`) like built-ins.
+CheckEntryField = Annotated[CheckEntry, ByKind(CHECK_KINDS, _spec_type, entry=CheckEntry)]

@@ -19,6 +19,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
+from dqmon.config.by_kind import expand_errors
 from dqmon.config.checks import Contract, DistributionSpec, GreatExpectationsSpec, SchemaSpec
 from dqmon.config.models import Dataset, Pipeline
 from dqmon.errors import ConfigError, ConfigProblem, Location
@@ -246,7 +247,7 @@ def _validate(doc: _Doc, problems: list[ConfigProblem]) -> Pipeline | None:
     try:
         pipeline = Pipeline.model_validate(doc.data)
     except ValidationError as exc:
-        for error in exc.errors(include_input=False, include_url=False):
+        for error in expand_errors(exc):
             path = tuple(error["loc"])
             reason = error["msg"].removeprefix("Value error, ")
             if error["type"] == "missing":

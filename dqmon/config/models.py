@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from dqmon.config.base import NAME_PATTERN, Severity, StrictModel
-from dqmon.config.checks import CheckEntry
+from dqmon.config.base import NAME_PATTERN, NotifyTarget, Severity, StrictModel
+from dqmon.config.by_kind import ByKind
+from dqmon.config.checks import CheckEntryField
 from dqmon.config.durations import Duration
+from dqmon.registry import DECODERS, SOURCES
+from dqmon.secrets import is_secret_key
 
 # --------------------------------------------------------------------------- sources
 
@@ -27,10 +30,20 @@ class SchemaRegistry(StrictModel):
 ClientValue = str | int | float | bool
 
 
-class KafkaSource(StrictModel):
+class SourceSpec(StrictModel):
+    """Fields every source kind has; the kind's registered Source class names its subclass."""
+
+    kind: str
+
+    def secrets(self) -> list[str]:
+        """Secret values in this source's config, so the log redactor can scrub them anywhere."""
+        return []
+
+
+class KafkaSource(SourceSpec):
     kind: Literal["kafka"]
     topic: str
-    format: Literal["json", "avro"] = "json"
+    format: str = Field("json", description="a registered decoder: json, avro, protobuf, json_schema")
     bootstrap_servers: str | None = Field(None, description="defaults to DQMON_KAFKA_BOOTSTRAP_SERVERS")
     mode: Literal["group", "assign"] = Field(
         "group", description="group: replicas share partitions in dqmon's own group; assign: read all"
@@ -58,14 +71,26 @@ class KafkaSource(StrictModel):
             raise ValueError("start must be latest, earliest or an ISO-8601 timestamp") from None
         return value
 
+    def secrets(self) -> list[str]:
+        values = [str(v) for k, v in self.client.items() if is_secret_key(k)]
+        if self.schema_registry and self.schema_registry.basic_auth:
+            values.append(self.schema_registry.basic_auth.get_secret_value())
+        return values
+
+    @field_validator("format")
+    @classmethod
+    def _registered_format(cls, value: str) -> str:
+        DECODERS.get(value)  # UnknownKind (a ValueError) lists the valid formats
+        return value
+
     @model_validator(mode="after")
-    def _avro_needs_registry(self) -> KafkaSource:
-        if self.format == "avro" and self.schema_registry is None:
-            raise ValueError("format avro needs schema_registry: {url: ...}")
+    def _registry_when_needed(self) -> KafkaSource:
+        if DECODERS.get(self.format).needs_schema_registry and self.schema_registry is None:
+            raise ValueError(f"format {self.format} needs schema_registry: {{url: ...}}")
         return self
 
 
-class SqlSource(StrictModel):
+class SqlSource(SourceSpec):
     kind: Literal["sql"]
     dsn: SecretStr = Field(description="postgresql://... DSN, usually ${ENV}; never logged")
     query: str = Field(description="a SELECT; run read-only with a statement timeout")
@@ -76,8 +101,11 @@ class SqlSource(StrictModel):
         None, description="read only rows with this column greater than the last seen value"
     )
 
+    def secrets(self) -> list[str]:
+        return [self.dsn.get_secret_value()]
 
-class ReplaySource(StrictModel):
+
+class ReplaySource(SourceSpec):
     kind: Literal["replay"]
     path: str = Field(description="NDJSON, Parquet or CSV file, relative to the checks file")
     format: Literal["json", "parquet", "csv"] | None = None
@@ -85,7 +113,13 @@ class ReplaySource(StrictModel):
     loop: bool = False
 
 
-SourceConfig = Annotated[KafkaSource | SqlSource | ReplaySource, Field(discriminator="kind")]
+def _config_type(source_class: Any) -> type[SourceSpec]:
+    config: type[SourceSpec] = source_class.config_type
+    return config
+
+
+# The model of `source:` is the config type of the Source class its kind names in the registry.
+SourceConfig = Annotated[SourceSpec, ByKind(SOURCES, _config_type)]
 
 # --------------------------------------------------------------------------- datasets
 
@@ -97,7 +131,7 @@ class Dataset(StrictModel):
     event_time: str | None = Field(None, description="column holding the event time")
     window: Duration = Field(timedelta(seconds=10), description="micro-batch time window")
     max_rows: int = Field(100_000, ge=1, description="micro-batch size bound")
-    checks: list[CheckEntry] = Field(default_factory=list)
+    checks: list[CheckEntryField] = Field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- SLOs and alerts
@@ -134,7 +168,9 @@ MatchKey = Literal["pipeline", "dataset", "check", "kind", "severity", "slo"]
 
 class Route(StrictModel):
     match: dict[MatchKey, str] = Field(default_factory=dict, description="all must equal; empty matches all")
-    notify: list[str] = Field(description="slack:#channel, slack (owner channel), webhook:NAME, log")
+    notify: list[NotifyTarget] = Field(
+        description="slack:#channel, slack (owner channel), webhook:NAME, pagerduty, log"
+    )
     continue_: bool = Field(False, alias="continue", description="keep matching later routes")
 
 

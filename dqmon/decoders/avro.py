@@ -15,15 +15,16 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import fastavro
 import numpy as np
 import polars as pl
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
-from dqmon.config.models import SchemaRegistry
+from dqmon.config.models import KafkaSource, SchemaRegistry
 from dqmon.decoders.base import Decoded, in_input_order
+from dqmon.registry import DECODERS
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +36,12 @@ _HEADER = 5
 _MISSING_TTL = 30.0  # seconds before asking the registry again about an unknown schema id
 
 
+@DECODERS.add("avro")
 class AvroDecoder:
     """Decodes Confluent-framed Avro; schemas by id from a Schema Registry, cached for the process."""
 
-    reasons: tuple[str, ...] = (BAD_MAGIC, TRUNCATED, UNKNOWN_SCHEMA, INVALID_AVRO)
+    reasons: ClassVar[tuple[str, ...]] = (BAD_MAGIC, TRUNCATED, UNKNOWN_SCHEMA, INVALID_AVRO)
+    needs_schema_registry: ClassVar[bool] = True
 
     def __init__(self, registry: Any) -> None:
         self.registry = registry
@@ -51,6 +54,11 @@ class AvroDecoder:
         if config.basic_auth is not None:
             conf["basic.auth.user.info"] = config.basic_auth.get_secret_value()
         return cls(SchemaRegistryClient(conf))
+
+    @classmethod
+    def from_source(cls, source: KafkaSource) -> AvroDecoder:
+        assert source.schema_registry is not None  # the config model requires it for this format
+        return cls.from_config(source.schema_registry)
 
     def decode(self, values: Sequence[bytes]) -> Decoded:
         n = len(values)

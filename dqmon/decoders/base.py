@@ -10,6 +10,8 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from dqmon.config.models import KafkaSource
+
 
 @dataclass(frozen=True)
 class Decoded:
@@ -31,9 +33,23 @@ class Decoded:
 class Decoder(Protocol):
     """Decodes record values; never raises on bad records (they are counted by reason)."""
 
-    reasons: tuple[str, ...]
+    @property
+    def reasons(self) -> tuple[str, ...]: ...
 
     def decode(self, values: Sequence[bytes]) -> Decoded: ...
+
+
+class DecoderFactory(Protocol):
+    """What the decoder registry holds (dqmon.registry.DECODERS): a decoder class.
+
+    A format is one module: the class, with `@DECODERS.add(name)`. `reasons` is the bounded
+    vocabulary of its error counts (the `reason` label of dqmon_decode_errors_total).
+    """
+
+    reasons: tuple[str, ...]
+    needs_schema_registry: bool
+
+    def from_source(self, source: KafkaSource) -> Decoder: ...
 
 
 def in_input_order(frames: Sequence[tuple[npt.NDArray[Any], pl.DataFrame]]) -> pl.DataFrame:

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import ClassVar
 
 import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from dqmon.config.models import KafkaSource
 from dqmon.decoders.base import Decoded, in_input_order
+from dqmon.registry import DECODERS
 
 EMPTY = "empty"
 TOO_LARGE = "too_large"
@@ -41,6 +44,7 @@ def _scalar(dtype: pl.DataType) -> bool:
     return dtype.is_numeric() or dtype in (pl.String, pl.Boolean)
 
 
+@DECODERS.add("json")
 class JsonDecoder:
     """Decodes JSON objects; learns the scalar field types from the stream to spot wrong types.
 
@@ -48,11 +52,16 @@ class JsonDecoder:
     real schema change (which the schema check reports) does not turn into decode errors.
     """
 
-    reasons: tuple[str, ...] = (EMPTY, TOO_LARGE, NOT_OBJECT, INVALID_JSON, WRONG_TYPE)
+    reasons: ClassVar[tuple[str, ...]] = (EMPTY, TOO_LARGE, NOT_OBJECT, INVALID_JSON, WRONG_TYPE)
+    needs_schema_registry: ClassVar[bool] = False
 
     def __init__(self, max_record_bytes: int = 1_000_000) -> None:
         self.max_record_bytes = max_record_bytes
         self.schema: dict[str, pl.DataType] | None = None
+
+    @classmethod
+    def from_source(cls, source: KafkaSource) -> JsonDecoder:
+        return cls()
 
     # ------------------------------------------------------------------ public
     def decode(self, values: Sequence[bytes]) -> Decoded:

@@ -24,12 +24,11 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client import CollectorRegistry
 
-from dqmon.alerts.delivery import DeliveryWorker
 from dqmon.alerts.manager import AlertManager
-from dqmon.alerts.setup import build_notifiers
+from dqmon.alerts.setup import build_delivery, build_notifiers
 from dqmon.batch import MicroBatch
 from dqmon.config.loader import ChecksConfig, checks_files, load_checks
-from dqmon.config.models import Dataset, Pipeline, SqlSource
+from dqmon.config.models import Dataset, Pipeline
 from dqmon.config.settings import Settings
 from dqmon.engine import DatasetEngine
 from dqmon.errors import ConfigError
@@ -85,12 +84,8 @@ class Runtime:
         self.notifiers = build_notifiers(self.settings)
         for name in self.notifiers:
             self.metrics.declare_notifier(name)
-        self.delivery = DeliveryWorker(
-            self.store,
-            self.notifiers,
-            on_outcome=self.metrics.count_notification,
-            # with PostgreSQL other replicas may hold leases: let them expire instead
-            release_leases_on_start=self.settings.state_dsn is None,
+        self.delivery = build_delivery(
+            self.settings, self.store, notifiers=self.notifiers, on_outcome=self.metrics.count_notification
         )
         self.server = TelemetryServer(
             self.metrics.registry,
@@ -202,11 +197,11 @@ class Runtime:
                 except Exception:
                     log.exception("starting the source of %s failed; it stays down", worker.name)
                 self.workers.append(worker)
-                if isinstance(dataset.source, SqlSource) and worker.started:
+                if worker.schedule_seconds is not None and worker.started:
                     self.scheduler.add_job(
                         worker.poll_once,
                         "interval",
-                        seconds=min(1.0, dataset.source.every.total_seconds()),
+                        seconds=worker.schedule_seconds,
                         id=f"sample:{worker.name}",
                         next_run_time=datetime.now(UTC),
                     )
@@ -215,7 +210,7 @@ class Runtime:
         with self._workers_lock:
             workers, self.workers = self.workers, []
             for worker in workers:
-                if worker.scheduled and self.scheduler.running:
+                if worker.schedule_seconds is not None and self.scheduler.running:
                     try:
                         self.scheduler.remove_job(f"sample:{worker.name}")
                     except Exception:  # noqa: BLE001 - job may not exist if the source never started

@@ -8,12 +8,13 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from dqmon.alerts.setup import read_secret
 from dqmon.config.loader import ChecksConfig
-from dqmon.config.models import Dataset, KafkaSource, Pipeline, ReplaySource, SqlSource
+from dqmon.config.models import Dataset, Pipeline
 from dqmon.config.settings import Settings
 from dqmon.errors import NotifyError
-from dqmon.sources.base import Source
+from dqmon.registry import SOURCES
+from dqmon.secrets import read_secret
+from dqmon.sources.base import Source, SourceContext
 from dqmon.state.store import SqliteStateStore, StateStore
 
 log = logging.getLogger(__name__)
@@ -36,20 +37,9 @@ def build_source(
     base_dir: Path,
     clock: Callable[[], datetime],
 ) -> Source:
-    source = dataset.source
-    if isinstance(source, KafkaSource):
-        from dqmon.sources.kafka import KafkaSource as KafkaReader
-
-        return KafkaReader(pipeline, dataset, settings, clock=clock)
-    if isinstance(source, SqlSource):
-        from dqmon.sources.sql import SqlSource as SqlReader
-
-        return SqlReader(pipeline, dataset, store=store, clock=clock)
-    if isinstance(source, ReplaySource):
-        from dqmon.sources.replay import ReplaySource as ReplayReader
-
-        return ReplayReader(pipeline, dataset, base_dir, clock=clock)
-    raise TypeError(f"no source for kind {source.kind!r}")  # pragma: no cover - the union is closed
+    """The registered Source class of the dataset's source kind, built from the common context."""
+    ctx = SourceContext(pipeline, dataset, settings, store, base_dir, clock)
+    return SOURCES.get(dataset.source.kind).from_context(ctx)
 
 
 def secret_values(settings: Settings, config: ChecksConfig | None) -> list[str]:
@@ -65,15 +55,5 @@ def secret_values(settings: Settings, config: ChecksConfig | None) -> list[str]:
     values += [v.get_secret_value() for v in settings.webhook_urls.values()]
     if config is not None:
         for _pipeline, dataset in config.datasets():
-            source = dataset.source
-            if isinstance(source, SqlSource):
-                values.append(source.dsn.get_secret_value())
-            if isinstance(source, KafkaSource):
-                values += [
-                    str(v)
-                    for k, v in source.client.items()
-                    if any(word in k for word in ("password", "secret", "token", "key"))
-                ]
-                if source.schema_registry and source.schema_registry.basic_auth:
-                    values.append(source.schema_registry.basic_auth.get_secret_value())
+            values += dataset.source.secrets()
     return [v for v in values if v]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from dqmon.batch import MicroBatch
-from dqmon.config.models import Dataset, Pipeline, SqlSource
+from dqmon.config.models import Dataset, Pipeline
 from dqmon.engine import DatasetEngine
 from dqmon.facts import SourceFacts
 from dqmon.results import CheckResult
@@ -54,7 +54,8 @@ class DatasetWorker:
         self.engine = engine
         self.metrics = metrics
         self.publish = publish
-        self.scheduled = isinstance(dataset.source, SqlSource)
+        # scheduled sources are polled by the runtime's scheduler, streamed ones by a fetch thread
+        self.schedule_seconds = source.schedule_seconds()
         self.queue: queue.Queue[_Queued] = queue.Queue(maxsize=max_queue)
         self._stop = threading.Event()
         self._engine_lock = threading.Lock()
@@ -70,7 +71,7 @@ class DatasetWorker:
     def start(self) -> None:
         self.source.start()
         self.started = True
-        if not self.scheduled:
+        if self.schedule_seconds is None:
             self._spawn(self._fetch_loop, "fetch")
         self._spawn(self._evaluate_loop, "evaluate")
 

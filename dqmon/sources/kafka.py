@@ -51,8 +51,9 @@ from dqmon.config.settings import Settings
 from dqmon.decoders.base import Decoder
 from dqmon.errors import ConfigError, ConfigProblem, Location
 from dqmon.facts import ConsumerLag, SourceFacts
+from dqmon.registry import DECODERS, SOURCES
 from dqmon.sources import kafka_offsets
-from dqmon.sources.base import Source
+from dqmon.sources.base import Source, SourceContext
 from dqmon.sources.kafka_config import admin_config, consumer_config, redact, scrub
 from dqmon.sources.sampling import keep_mask
 
@@ -65,14 +66,7 @@ _HIGH_WATERMARK = OffsetSpec.latest()  # type: ignore[no-untyped-call]  # untype
 
 
 def build_decoder(config: KafkaSourceConfig) -> Decoder:
-    if config.format == "avro":
-        from dqmon.decoders.avro import AvroDecoder
-
-        assert config.schema_registry is not None  # the config model requires it for avro
-        return AvroDecoder.from_config(config.schema_registry)
-    from dqmon.decoders.json import JsonDecoder
-
-    return JsonDecoder()
+    return DECODERS.get(config.format).from_source(config)
 
 
 class _Window:
@@ -89,8 +83,15 @@ class _Window:
         return len(self.messages)
 
 
+@SOURCES.add("kafka")
 class KafkaSource(Source):
     """Reads one dataset's topic into micro-batches; see the module docstring for the guarantees."""
+
+    config_type = KafkaSourceConfig
+
+    @classmethod
+    def from_context(cls, ctx: SourceContext) -> KafkaSource:
+        return cls(ctx.pipeline, ctx.dataset, ctx.settings, clock=ctx.clock)
 
     def __init__(
         self,

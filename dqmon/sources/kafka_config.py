@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from dqmon.config.models import KafkaSource as KafkaSourceConfig
 from dqmon.config.settings import Settings
-from dqmon.secrets import REDACTED, Redactor
-
-_SECRET_KEY = re.compile(r"password|secret|token|key", re.IGNORECASE)
-# keys that contain "key" but hold no secret (file locations and public material)
-_NOT_SECRET = {"ssl.key.location", "ssl.keystore.location", "ssl.certificate.location", "ssl.ca.location"}
+from dqmon.secrets import REDACTED, Redactor, is_secret_key
 
 # settings dqmon decides; a `client:` entry may not override them (they guard "never commit")
 _FIXED = {"enable.auto.commit", "enable.auto.offset.store", "group.id"}
-
-
-def is_secret_key(key: str) -> bool:
-    return key not in _NOT_SECRET and bool(_SECRET_KEY.search(key))
 
 
 def redact(config: Mapping[str, Any]) -> dict[str, Any]:

@@ -13,12 +13,20 @@ from dqmon.batch import MicroBatch
 from dqmon.config.models import Dataset, Pipeline
 from dqmon.config.models import ReplaySource as ReplayConfig
 from dqmon.facts import SourceFacts
-from dqmon.sources.base import Source
+from dqmon.registry import SOURCES
+from dqmon.sources.base import Source, SourceContext
 from dqmon.tables import read_table
 
 
+@SOURCES.add("replay")
 class ReplaySource(Source):
     """Emits `batch_rows` rows per window; after the end, empty windows (or again, with loop)."""
+
+    config_type = ReplayConfig
+
+    @classmethod
+    def from_context(cls, ctx: SourceContext) -> ReplaySource:
+        return cls(ctx.pipeline, ctx.dataset, ctx.base_dir, clock=ctx.clock)
 
     def __init__(
         self,

@@ -32,8 +32,9 @@ from dqmon.config.models import Dataset, Pipeline
 from dqmon.config.models import SqlSource as SqlSourceConfig
 from dqmon.errors import SourceError
 from dqmon.facts import SourceFacts
+from dqmon.registry import SOURCES
 from dqmon.secrets import Redactor
-from dqmon.sources.base import Source
+from dqmon.sources.base import Source, SourceContext
 from dqmon.state.store import StateStore
 
 log = logging.getLogger(__name__)
@@ -103,12 +104,23 @@ class _Fetched:
     queried_at: datetime
 
 
+@SOURCES.add("sql")
 class SqlSource(Source):
     """A `kind: sql` dataset: a scheduled, read-only, bounded query into a MicroBatch.
 
     The first incremental poll (no stored cursor) reads the newest `row_limit` rows, as a
     Kafka consumer starting at `latest` would, rather than replaying the whole relation.
     """
+
+    config_type = SqlSourceConfig
+
+    @classmethod
+    def from_context(cls, ctx: SourceContext) -> SqlSource:
+        return cls(ctx.pipeline, ctx.dataset, store=ctx.store, clock=ctx.clock)
+
+    def schedule_seconds(self) -> float:
+        # poll_batch paces itself to `every`; ticking at most once a second keeps it punctual
+        return min(1.0, self.config.every.total_seconds())
 
     def __init__(
         self,

@@ -22,32 +22,28 @@ from prometheus_client.registry import Collector
 
 from dqmon.batch import MicroBatch
 from dqmon.facts import SourceFacts
+from dqmon.registry import DECODERS
 from dqmon.results import CheckResult, Status
 
 __all__ = [
     "BATCH_STAGES",
-    "DECODE_ERROR_REASONS",
     "NOTIFICATION_OUTCOMES",
     "DqmonMetrics",
+    "decode_error_reasons",
     "decode_reason_label",
 ]
 
 #: micro-batch stages timed by `dqmon_batch_duration_seconds`
 BATCH_STAGES: tuple[str, ...] = ("fetch", "decode", "check")
-#: the only values the `reason` label of `dqmon_decode_errors_total` takes; others become "other".
-#: The decoders' own vocabularies (dqmon/decoders: json, avro); a test keeps them in step.
-DECODE_ERROR_REASONS: tuple[str, ...] = (
-    "empty",
-    "too_large",
-    "not_object",
-    "invalid_json",
-    "wrong_type",
-    "bad_magic",
-    "truncated",
-    "unknown_schema",
-    "invalid_avro",
-    "other",
-)
+
+
+def decode_error_reasons() -> tuple[str, ...]:
+    """The only values the `reason` label of `dqmon_decode_errors_total` takes: every registered
+    decoder's own `reasons`, and "other" for anything else."""
+    reasons = {reason for _name, decoder in DECODERS.items() for reason in decoder.reasons}
+    return (*sorted(reasons), "other")
+
+
 #: the only values the `outcome` label of `dqmon_notifications_total` takes; others become "other"
 NOTIFICATION_OUTCOMES: tuple[str, ...] = ("delivered", "retried", "failed", "dropped", "other")
 STATE_STORE_OPERATIONS: tuple[str, ...] = ("read", "write", "connect", "other")
@@ -60,7 +56,7 @@ _DATASET_LABELS = ("pipeline", "dataset")
 
 def decode_reason_label(reason: str) -> str:
     """Map a decoder's reason to the bounded `reason` label (unknown reasons become "other")."""
-    return reason if reason in DECODE_ERROR_REASONS else "other"
+    return reason if reason in decode_error_reasons() else "other"
 
 
 def _bounded(value: str, allowed: Sequence[str]) -> str:
@@ -293,7 +289,7 @@ class DqmonMetrics:
     # ------------------------------------------------------------------ declarations
     def declare_dataset(self, pipeline: str, dataset: str) -> None:
         """Create a dataset's series at zero so rate() and alerts work before the first error."""
-        for reason in DECODE_ERROR_REASONS:
+        for reason in decode_error_reasons():
             self.decode_errors.labels(pipeline, dataset, reason)
         for stage in BATCH_STAGES:
             self.batch_duration.labels(pipeline, dataset, stage)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 
+from dqmon.config.settings import Settings
 from dqmon.errors import NotifyError
 from dqmon.state.outbox import OutboxItem
 from dqmon.telemetry.logging import SecretRedactor
@@ -27,6 +28,17 @@ class Notifier(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release clients."""
+
+
+class NotifierFactory(Protocol):
+    """What the notifier registry holds (dqmon.registry.NOTIFIERS): build the notifier from the
+    runtime settings, or None when it is not configured (no token, no routing key).
+
+    A notifier is one module: the Notifier class and `NOTIFIERS.register(name, factory)`; its
+    name is the part before the colon of a route target (`slack:#chan`, `pagerduty`).
+    """
+
+    def __call__(self, settings: Settings) -> Notifier | None: ...
 
 
 def http_failure(service: str, status: int, retry_after: Any = None, detail: str = "") -> NotifyError:

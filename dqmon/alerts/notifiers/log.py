@@ -6,6 +6,8 @@ import json
 import logging
 
 from dqmon.alerts.notifiers.base import Notifier
+from dqmon.config.settings import Settings
+from dqmon.registry import NOTIFIERS
 from dqmon.state.outbox import OutboxItem
 
 alert_log = logging.getLogger("dqmon.alerts.notifications")
@@ -34,3 +36,10 @@ class LogNotifier(Notifier):
             extra={"alert": json.loads(json.dumps(dict(p), default=str)), "fingerprint": item.fingerprint},
         )
         return None
+
+
+def _from_settings(settings: Settings) -> Notifier:
+    return LogNotifier()  # always available: routes without another notifier still reach someone
+
+
+NOTIFIERS.register("log", _from_settings)

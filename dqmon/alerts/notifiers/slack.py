@@ -21,7 +21,10 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.webhook import WebhookClient
 
 from dqmon.alerts.notifiers.base import Notifier, http_failure, parse_retry_after, quiet_client_logger
+from dqmon.config.settings import Settings
 from dqmon.errors import NotifyError
+from dqmon.registry import NOTIFIERS
+from dqmon.secrets import read_secret
 from dqmon.state.outbox import OutboxItem
 
 # Web API errors (HTTP 200, ok=false) worth retrying; any other error is permanent
@@ -205,3 +208,17 @@ def _header(headers: Any, name: str) -> Any:
         if str(key).lower() == name:
             return value
     return None
+
+
+def _from_settings(settings: Settings) -> Notifier | None:
+    """A bot token is preferred to a webhook: threads need chat.postMessage."""
+    token = read_secret(settings.slack_token, settings.slack_token_file)
+    if token:
+        return SlackBotNotifier(
+            token, base_url=settings.slack_api_url, default_channel=settings.slack_default_channel
+        )
+    webhook = read_secret(settings.slack_webhook_url, settings.slack_webhook_url_file)
+    return SlackWebhookNotifier(webhook) if webhook else None
+
+
+NOTIFIERS.register("slack", _from_settings)

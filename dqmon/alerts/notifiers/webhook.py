@@ -12,7 +12,9 @@ from collections.abc import Mapping
 import httpx
 
 from dqmon.alerts.notifiers.base import Notifier, http_failure, redact_logger
+from dqmon.config.settings import Settings
 from dqmon.errors import NotifyError
+from dqmon.registry import NOTIFIERS
 from dqmon.state.outbox import OutboxItem
 
 
@@ -49,3 +51,12 @@ class WebhookNotifier(Notifier):
 
     def close(self) -> None:
         self._client.close()
+
+
+def _from_settings(settings: Settings) -> Notifier | None:
+    if not settings.webhook_urls:
+        return None
+    return WebhookNotifier({name: url.get_secret_value() for name, url in settings.webhook_urls.items()})
+
+
+NOTIFIERS.register("webhook", _from_settings)
