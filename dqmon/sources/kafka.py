@@ -23,38 +23,22 @@ from itertools import compress
 from typing import Any
 
 import numpy as np
-import polars as pl
-from confluent_kafka import (
-    Consumer,
-    ConsumerGroupTopicPartitions,
-    KafkaError,
-    Message,
-    TopicCollection,
-    TopicPartition,
-)
-from confluent_kafka.admin import (  # type: ignore[attr-defined]  # OffsetSpec: not re-exported in the stubs
-    AdminClient,
-    OffsetSpec,
-)
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from dqmon.batch import MicroBatch
-from dqmon.columns import (
-    HEADER_COLUMN_PREFIX,
-    INGEST_TIME_COLUMN,
-    KEY_COLUMN,
-    OFFSET_COLUMN,
-    PARTITION_COLUMN,
-)
 from dqmon.config.models import Dataset, Pipeline
 from dqmon.config.models import KafkaSource as KafkaSourceConfig
 from dqmon.config.settings import Settings
 from dqmon.decoders.base import Decoder
 from dqmon.errors import ConfigError, ConfigProblem, Location
-from dqmon.facts import ConsumerLag, SourceFacts
+from dqmon.facts import SourceFacts
 from dqmon.registry import DECODERS, SOURCES
 from dqmon.sources import kafka_offsets
 from dqmon.sources.base import Source, SourceContext
+from dqmon.sources.kafka_broker import BrokerView
 from dqmon.sources.kafka_config import admin_config, consumer_config, redact, scrub
+from dqmon.sources.kafka_frame import messages_to_frame
 from dqmon.sources.sampling import keep_mask
 
 log = logging.getLogger(__name__)
@@ -62,7 +46,6 @@ log = logging.getLogger(__name__)
 _CONSUME_CHUNK = 10_000
 _DOWN_CODES = {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT}
 _IGNORED_CODES = {KafkaError._PARTITION_EOF}
-_HIGH_WATERMARK = OffsetSpec.latest()  # type: ignore[no-untyped-call]  # untyped in confluent-kafka
 
 
 def build_decoder(config: KafkaSourceConfig) -> Decoder:
@@ -130,6 +113,7 @@ class KafkaSource(Source):
         self._consumer: Any = None
         self._probe: Any = None  # group-less consumer for watermarks and lag reads; never commits
         self._admin: Any = None
+        self._broker: BrokerView | None = None
         self._assigned: list[int] = []
         # when the group last gave us partitions: a window that began earlier saw only part of it
         self._assigned_at: datetime | None = None
@@ -157,6 +141,9 @@ class KafkaSource(Source):
         )
         self._probe = Consumer(probe)
         self._admin = AdminClient(admin_config(self._client_config))
+        self._broker = BrokerView(
+            self.topic, self._probe, self._admin, self.config.client, self._on_fault, self._on_reached
+        )
         if self.joins_group:
             self._consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
         else:
@@ -169,7 +156,7 @@ class KafkaSource(Source):
                     client.close()
                 except Exception:
                     log.debug("closing a kafka client failed", exc_info=True)
-        self._consumer = self._probe = self._admin = None
+        self._consumer = self._probe = self._admin = self._broker = None
 
     # ------------------------------------------------------------------ batches
     def poll_batch(self, timeout: float) -> MicroBatch | None:
@@ -251,7 +238,7 @@ class KafkaSource(Source):
             else None
         )
         decode_started = time.perf_counter()
-        df, errors, offsets = self._to_frame(win.messages)
+        df, errors, offsets = messages_to_frame(win.messages, self.decoder, self.config.headers)
         decode_seconds = time.perf_counter() - decode_started
         return MicroBatch(
             pipeline=self.pipeline.pipeline,
@@ -268,49 +255,6 @@ class KafkaSource(Source):
             partial=partial,
         )
 
-    def _to_frame(
-        self, messages: Sequence[Message]
-    ) -> tuple[pl.DataFrame, dict[str, int], dict[int, tuple[int, int]]]:
-        """Decode the sampled values in one go and add the Kafka metadata columns.
-
-        Also returns each partition's (first, last) sampled offset, from the same metadata
-        columns. The caller times this as the batch's decode stage (bytes to DataFrame); the
-        rest of the poll is fetching.
-        """
-        n = len(messages)
-        if not n:
-            return _empty_meta(self.config.headers), {}, {}
-        decoded = self.decoder.decode([v or b"" for v in map(Message.value, messages)])
-        meta: dict[str, pl.Series] = {
-            PARTITION_COLUMN: pl.Series(
-                PARTITION_COLUMN, np.fromiter(map(Message.partition, messages), np.int32, n)
-            ),
-            OFFSET_COLUMN: pl.Series(OFFSET_COLUMN, np.fromiter(map(Message.offset, messages), np.int64, n)),
-            INGEST_TIME_COLUMN: pl.Series(
-                INGEST_TIME_COLUMN, np.fromiter((t[1] for t in map(Message.timestamp, messages)), np.int64, n)
-            )
-            .cast(pl.Datetime("ms"))
-            .dt.replace_time_zone("UTC")
-            .cast(pl.Datetime("us", "UTC")),
-            KEY_COLUMN: pl.Series(KEY_COLUMN, list(map(Message.key, messages)), dtype=pl.Binary).cast(
-                pl.String, strict=False
-            ),
-        }
-        if self.config.headers:
-            meta.update(_header_columns(messages, self.config.headers))
-        everything = pl.DataFrame(list(meta.values()))
-        offsets = {
-            int(p): (int(lo), int(hi))
-            for p, lo, hi in everything.group_by(PARTITION_COLUMN)
-            .agg(pl.col(OFFSET_COLUMN).min().alias("lo"), pl.col(OFFSET_COLUMN).max().alias("hi"))
-            .iter_rows()
-        }
-        columns = everything.filter(pl.Series(decoded.kept))
-        df = decoded.df
-        clash = [c for c in columns.columns if c in df.columns]
-        df = pl.concat([df.drop(clash), columns], how="horizontal") if df.width else columns
-        return df, dict(decoded.errors), offsets
-
     def _drop_errors(self, messages: list[Message]) -> list[Message]:
         errors = list(map(Message.error, messages))
         if not any(errors):
@@ -323,36 +267,19 @@ class KafkaSource(Source):
         return [m for m, e in zip(messages, errors, strict=True) if e is None]
 
     # ------------------------------------------------------------------ assignment
-    def _partitions(self, timeout: float = 2.0) -> list[int]:
-        try:
-            metadata = self._probe.list_topics(self.topic, timeout=timeout)
-        except Exception as exc:  # noqa: BLE001 - never crash the monitor
-            self._mark_down(f"metadata failed: {exc}")
-            return []
-        topic = metadata.topics.get(self.topic)
-        if topic is None or topic.error is not None:
-            self._error = f"topic {self.topic} unavailable"
-            return []
-        return sorted(topic.partitions)
-
     def _assign_all(self) -> None:
-        partitions = self._partitions()
+        assert self._broker is not None
+        partitions = self._broker.partitions()
         if not partitions:
             return
-        starts = kafka_offsets.start_offsets(self.config.start, partitions, self._offsets_for_times)
+        starts = kafka_offsets.start_offsets(self.config.start, partitions, self._broker.offsets_for_times)
         self._consumer.assign([TopicPartition(self.topic, p, starts[p]) for p in partitions])
         self._assigned = partitions
         self._topic_id = self._current_topic_id()
         self._up = True
 
     def _current_topic_id(self) -> str | None:
-        if self._admin is None:
-            return None
-        try:
-            described = self._admin.describe_topics(TopicCollection([self.topic]), request_timeout=2.0)
-            return str(described[self.topic].result(timeout=3.0).topic_id)
-        except Exception:  # noqa: BLE001 - never crash the monitor
-            return None
+        return self._broker.topic_id() if self._broker is not None else None
 
     def _check_recreated(self) -> None:
         """After a fault, a new topic id means a re-created topic: its offsets restarted, read it all.
@@ -381,7 +308,8 @@ class KafkaSource(Source):
         # dqmon's group commits nothing, so every assignment starts at the configured position
         numbers = [tp.partition for tp in partitions]
         if kafka_offsets.start_timestamp_ms(self.config.start) is not None:
-            starts = kafka_offsets.start_offsets(self.config.start, numbers, self._offsets_for_times)
+            assert self._broker is not None
+            starts = kafka_offsets.start_offsets(self.config.start, numbers, self._broker.offsets_for_times)
             for tp in partitions:
                 tp.offset = starts[tp.partition]
             consumer.assign(partitions)
@@ -395,25 +323,20 @@ class KafkaSource(Source):
         with self._lock:
             self._assigned = sorted(set(self._assigned) - {tp.partition for tp in partitions})
 
-    def _offsets_for_times(self, ms: int, partitions: Sequence[int]) -> dict[int, int]:
-        query = [TopicPartition(self.topic, p, ms) for p in partitions]
-        answer = self._probe.offsets_for_times(query, timeout=5.0)
-        return {tp.partition: tp.offset for tp in answer if tp.error is None}
-
     # ------------------------------------------------------------------ facts
     def facts(self) -> SourceFacts:
         """Up/down, newest message time, messages produced since the last call, pipeline groups' lag."""
         now = time.monotonic()
         if self._facts_cache is not None and now - self._facts_at < self.facts_ttl:
             return self._facts_cache
-        partitions = self._partitions(timeout=1.0) if self._probe is not None else []
+        partitions = self._broker.partitions(timeout=1.0) if self._broker is not None else []
         high = self._watermarks(partitions) if partitions else None
         produced = None
         if high is not None and self._facts_marks is not None:
             produced = kafka_offsets.produced_between(self._facts_marks, high)
         if high is not None:
             self._facts_marks = high
-        lag = self._consumer_lag(high) if high is not None else {}
+        lag = self._broker.consumer_lag(self.config.consumer_groups, high) if high and self._broker else {}
         newest = datetime.fromtimestamp(self._newest_ms / 1000, UTC) if self._newest_ms is not None else None
         facts = SourceFacts(
             observed_at=self.clock(),
@@ -427,66 +350,7 @@ class KafkaSource(Source):
         return facts
 
     def _watermarks(self, partitions: Sequence[int]) -> dict[int, int] | None:
-        """{partition: high watermark} from one ListOffsets request; None when the broker cannot be asked."""
-        if self._admin is None or not partitions:
-            return {}
-        query = {TopicPartition(self.topic, p): _HIGH_WATERMARK for p in partitions}
-        try:
-            futures = self._admin.list_offsets(query, request_timeout=1.0)
-            marks = {tp.partition: future.result(timeout=2.0).offset for tp, future in futures.items()}
-        except Exception as exc:  # noqa: BLE001 - never crash the monitor
-            self._mark_down(f"watermarks failed: {exc}")
-            return None
-        self._up = True
-        return marks
-
-    def _consumer_lag(self, high: Mapping[int, int]) -> dict[str, ConsumerLag]:
-        groups = self.config.consumer_groups
-        if not groups or self._admin is None:
-            return {}
-        lags: dict[str, ConsumerLag] = {}
-        requests = [ConsumerGroupTopicPartitions(g) for g in groups]
-        futures = {}
-        for request in requests:  # the admin API takes one group per request
-            futures.update(self._admin.list_consumer_group_offsets([request], request_timeout=2.0))
-        for group, future in futures.items():
-            try:
-                result = future.result(timeout=3.0)
-            except Exception as exc:  # noqa: BLE001 - never crash the monitor
-                log.debug("lag of group %s unavailable: %s", group, scrub(str(exc), self.config.client))
-                continue
-            committed = {tp.partition: tp.offset for tp in result.topic_partitions if tp.topic == self.topic}
-            messages = kafka_offsets.lag_messages(high, committed)
-            if messages is None:
-                continue
-            lags[group] = ConsumerLag(messages=messages, seconds=self._lag_seconds(high, committed))
-        return lags
-
-    def _lag_seconds(self, high: Mapping[int, int], committed: Mapping[int, int]) -> float | None:
-        """now - timestamp of the oldest unconsumed message (the one at the committed offset)."""
-        behind = [
-            TopicPartition(self.topic, p, off) for p, off in committed.items() if 0 <= off < high.get(p, 0)
-        ]
-        if not behind:
-            return 0.0
-        oldest: dict[int, int] = {}
-        try:
-            self._probe.assign(behind)
-            deadline = time.monotonic() + 2.0
-            while len(oldest) < len(behind) and time.monotonic() < deadline:
-                for m in self._probe.consume(num_messages=len(behind) * 4, timeout=0.5):
-                    if m.error() is None and m.partition() not in oldest:
-                        oldest[m.partition()] = m.timestamp()[1]
-        except Exception:
-            log.debug("reading the oldest unconsumed message failed", exc_info=True)
-        finally:
-            try:
-                self._probe.unassign()
-            except Exception:
-                log.debug("unassign failed", exc_info=True)
-        if not oldest:
-            return None
-        return max(0.0, time.time() - min(oldest.values()) / 1000)
+        return self._broker.watermarks(partitions) if self._broker is not None else {}
 
     # ------------------------------------------------------------------ health
     def _on_error(self, error: KafkaError) -> None:
@@ -497,34 +361,16 @@ class KafkaSource(Source):
             self._error = message
         log.debug("kafka client error: %s", message)
 
+    def _on_fault(self, message: str, down: bool) -> None:
+        if down:
+            self._mark_down(message)
+        else:
+            self._error = message
+
+    def _on_reached(self) -> None:
+        self._up = True
+
     def _mark_down(self, message: str) -> None:
         self._up = False
         self._suspect = True
         self._error = scrub(message, self.config.client)
-
-
-def _header_columns(messages: Sequence[Message], names: Sequence[str]) -> dict[str, pl.Series]:
-    # headers are a per-message list of pairs: this loop runs only when headers are configured
-    wanted = set(names)
-    columns: dict[str, list[str | None]] = {name: [None] * len(messages) for name in names}
-    for row, headers in enumerate(map(Message.headers, messages)):
-        for pair in headers or ():
-            name, value = pair[0], pair[1]
-            if name in wanted and value is not None:
-                text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-                columns[name][row] = text
-    return {
-        f"{HEADER_COLUMN_PREFIX}{n}": pl.Series(f"{HEADER_COLUMN_PREFIX}{n}", v, dtype=pl.String)
-        for n, v in columns.items()
-    }
-
-
-def _empty_meta(headers: Sequence[str]) -> pl.DataFrame:
-    schema: dict[str, pl.DataType] = {
-        PARTITION_COLUMN: pl.Int32(),
-        OFFSET_COLUMN: pl.Int64(),
-        INGEST_TIME_COLUMN: pl.Datetime("us", "UTC"),
-        KEY_COLUMN: pl.String(),
-    }
-    schema.update({f"{HEADER_COLUMN_PREFIX}{h}": pl.String() for h in headers})
-    return pl.DataFrame(schema=schema)
