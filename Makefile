@@ -34,6 +34,7 @@ system-deps:
 lint: setup-dev
 	$(BIN)/ruff check dqmon tests bench
 	$(BIN)/ruff format --check dqmon tests bench
+	$(BIN)/lint-imports
 
 typecheck: setup-dev
 	$(BIN)/mypy dqmon
