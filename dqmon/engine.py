@@ -23,7 +23,7 @@ from dqmon.checks.registry import build_check
 from dqmon.config.models import Dataset, Pipeline
 from dqmon.facts import SourceFacts
 from dqmon.results import CheckResult, Status, utcnow
-from dqmon.state.store import MemoryStateStore, StateStore
+from dqmon.state.store import CheckState, MemoryStateStore
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("dqmon.engine")
@@ -39,7 +39,7 @@ class DatasetEngine:
         dataset: Dataset,
         *,
         base_dir: Path | None = None,
-        store: StateStore | None = None,
+        store: CheckState | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.pipeline = pipeline

@@ -12,7 +12,7 @@ from dqmon.batch import MicroBatch
 from dqmon.config.models import Dataset, Pipeline
 from dqmon.engine import DatasetEngine
 from dqmon.results import CheckResult, Status
-from dqmon.state.store import MemoryStateStore, StateStore
+from dqmon.state.store import CheckState, MemoryStateStore
 
 
 def run_checks(
@@ -22,7 +22,7 @@ def run_checks(
     *,
     base_dir: Path | None = None,
     now: datetime | None = None,
-    store: StateStore | None = None,
+    store: CheckState | None = None,
 ) -> list[CheckResult]:
     """Evaluate a dataset's checks once, treating `frame` as one micro-batch ending at `now`."""
     at = now or datetime.now(UTC)

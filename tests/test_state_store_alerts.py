@@ -33,10 +33,10 @@ def note(
 
 
 def test_baselines_and_counts_round_trip(store: StateStore) -> None:
-    store.put_baseline("a/b", {"x": [1, 2]})
-    store.put_baseline("a/b", {"x": [3]})
-    assert store.get_baseline("a/b") == {"x": [3]}
-    assert store.get_baseline("missing") is None
+    store.put_state("a/b", {"x": [1, 2]})
+    store.put_state("a/b", {"x": [3]})
+    assert store.get_state("a/b") == {"x": [3]}
+    assert store.get_state("missing") is None
     for i in range(5):
         store.append_count("s", datetime(2026, 1, 1, 0, i, tzinfo=UTC), float(i), keep=3)
     assert [c for _, c in store.counts("s", 10)] == [2.0, 3.0, 4.0]
@@ -150,10 +150,10 @@ def test_postgres_replicas_share_one_outbox_without_double_claims(pg_dsn: str, p
 def test_baselines_and_bounded_counts(store: StateStore) -> None:
     from datetime import UTC, datetime, timedelta
 
-    assert store.get_baseline("p/d/schema") is None
-    store.put_baseline("p/d/schema", {"fields": {"price": "number"}, "drift_since": None})
-    store.put_baseline("p/d/schema", {"fields": {"price": "string"}, "drift_since": "x"})
-    assert store.get_baseline("p/d/schema") == {"fields": {"price": "string"}, "drift_since": "x"}
+    assert store.get_state("p/d/schema") is None
+    store.put_state("p/d/schema", {"fields": {"price": "number"}, "drift_since": None})
+    store.put_state("p/d/schema", {"fields": {"price": "string"}, "drift_since": "x"})
+    assert store.get_state("p/d/schema") == {"fields": {"price": "string"}, "drift_since": "x"}
     start = datetime(2026, 1, 1, tzinfo=UTC)
     for i in range(12):
         store.append_count("p/d/volume/counts", start + timedelta(seconds=5 * i), i, keep=5)

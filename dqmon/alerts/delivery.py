@@ -24,7 +24,7 @@ from dqmon.alerts.notifiers.base import Notifier
 from dqmon.alerts.routing import target_notifier
 from dqmon.errors import DqmonError, NotifyError, StateError
 from dqmon.state.outbox import OutboxItem
-from dqmon.state.store import StateStore
+from dqmon.state.store import OutboxStore
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class DeliveryWorker:
 
     def __init__(
         self,
-        store: StateStore,
+        store: OutboxStore,
         notifiers: Mapping[str, Notifier],
         *,
         concurrency: int = 4,

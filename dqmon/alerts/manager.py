@@ -29,7 +29,7 @@ from dqmon.config.models import Pipeline
 from dqmon.results import CheckResult, Status
 from dqmon.slo import SloStatus, SloTracker
 from dqmon.state.outbox import NewNotification, StoredAlertState
-from dqmon.state.store import StateStore
+from dqmon.state.store import AlertStore
 
 log = logging.getLogger(__name__)
 _SEPARATORS = ".:/[ ("
@@ -53,7 +53,7 @@ class AlertManager:
     def __init__(
         self,
         pipeline: Pipeline,
-        store: StateStore,
+        store: AlertStore,
         *,
         slack_configured: bool = False,
         slack_default_channel: str | None = None,
@@ -83,7 +83,7 @@ class AlertManager:
         self._slo_key = f"slo/{pipeline.pipeline}"
         self._slo_save_interval = slo_save_interval
         self._slo_saved_at = 0.0
-        saved = store.get_baseline(self._slo_key)
+        saved = store.get_state(self._slo_key)
         if isinstance(saved, dict):
             self.slo.load_json(saved)
         # observe() runs on the runtime's thread, the read APIs on the scrape thread
@@ -96,7 +96,7 @@ class AlertManager:
             self._states[fp] = AlertState.from_json(fp, body)
         # group_by: pipeline — the thread all of this pipeline's announced alerts share while any fires
         self._group_key_name = f"alerts/{pipeline.pipeline}/group"
-        group = store.get_baseline(self._group_key_name) if policy.group_by == "pipeline" else None
+        group = store.get_state(self._group_key_name) if policy.group_by == "pipeline" else None
         self._group: str | None = group if isinstance(group, str) else None
 
     # ------------------------------------------------------------------ the one entry point
@@ -137,7 +137,7 @@ class AlertManager:
         if changed or notifications:
             self.store.commit_alerts(changed, notifications, at)
         if self.slo.slos and at - self._slo_saved_at >= self._slo_save_interval:
-            self.store.put_baseline(self._slo_key, self.slo.to_json())
+            self.store.put_state(self._slo_key, self.slo.to_json())
             self._slo_saved_at = at
         return notifications
 
@@ -305,7 +305,7 @@ class AlertManager:
         announced = sum(1 for s in self._states.values() if s.notified == "firing")
         if self._group is None or (event == "firing" and announced <= 1):
             self._group = f"{self.pipeline.pipeline}:group:{at:.3f}:{fingerprint[:8]}"
-            self.store.put_baseline(self._group_key_name, self._group)
+            self.store.put_state(self._group_key_name, self._group)
             payload["group_opened"] = True
         group = self._group
         payload["grouped"] = True
@@ -313,7 +313,7 @@ class AlertManager:
         if event == "resolved" and announced == 0:
             payload["group_closed"] = True
             self._group = None
-            self.store.put_baseline(self._group_key_name, None)
+            self.store.put_state(self._group_key_name, None)
         return group
 
     def _grafana_link(self, labels: Mapping[str, str | None], since: float, at: float) -> str | None:

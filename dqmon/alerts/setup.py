@@ -13,7 +13,7 @@ from dqmon.alerts.delivery import DeliveryWorker, RetryPolicy
 from dqmon.alerts.notifiers.base import Notifier
 from dqmon.config.settings import Settings
 from dqmon.registry import NOTIFIERS
-from dqmon.state.store import StateStore
+from dqmon.state.store import OutboxStore
 
 
 def build_notifiers(settings: Settings) -> dict[str, Notifier]:
@@ -27,7 +27,7 @@ def build_notifiers(settings: Settings) -> dict[str, Notifier]:
 
 def build_delivery(
     settings: Settings,
-    store: StateStore,
+    store: OutboxStore,
     *,
     notifiers: dict[str, Notifier] | None = None,
     concurrency: int = 4,

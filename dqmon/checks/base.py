@@ -17,7 +17,7 @@ from dqmon.config.checks import CheckSpec
 from dqmon.config.models import Dataset, Pipeline
 from dqmon.facts import SourceFacts
 from dqmon.results import CheckResult, Status, utcnow
-from dqmon.state.store import StateStore
+from dqmon.state.store import CheckState
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class CheckContext:
     pipeline: Pipeline
     dataset: Dataset
     base_dir: Path
-    store: StateStore
+    store: CheckState
     clock: Callable[[], datetime] = utcnow
 
 

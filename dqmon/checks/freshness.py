@@ -33,7 +33,7 @@ class FreshnessCheck(Check[FreshnessSpec]):
         self.column = spec.column or ctx.dataset.event_time
         self.max_lag = spec.max_lag.total_seconds()
         self.max_silence = (spec.max_silence or spec.max_lag).total_seconds()
-        stored = ctx.store.get_baseline(self.state_key("last_arrival"))
+        stored = ctx.store.get_state(self.state_key("last_arrival"))
         # Until the first record, silence is measured from start-up: a topic that never
         # produces must still go stale.
         self._last_arrival: float | None = float(stored) if stored is not None else None
@@ -124,4 +124,4 @@ class FreshnessCheck(Check[FreshnessSpec]):
         read it: re-reading old records after a restart must not look like fresh data."""
         if self._last_arrival is None or at > self._last_arrival:
             self._last_arrival = at
-            self.ctx.store.put_baseline(self.state_key("last_arrival"), at)
+            self.ctx.store.put_state(self.state_key("last_arrival"), at)

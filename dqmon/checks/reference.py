@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from dqmon.config.checks import Reference
-from dqmon.state.store import StateStore
+from dqmon.state.store import KeyValueState
 
 PERSIST_EVERY_SECONDS = 60.0
 
@@ -36,7 +36,7 @@ class _Chunk:
 class RollingReference:
     """Per-segment rolling reference samples, persisted (throttled) in the state store."""
 
-    def __init__(self, spec: Reference, store: StateStore, key: str, max_segments: int) -> None:
+    def __init__(self, spec: Reference, store: KeyValueState, key: str, max_segments: int) -> None:
         assert spec.rolling is not None
         self.window = spec.rolling.total_seconds()
         self.max_rows = spec.max_rows
@@ -76,10 +76,10 @@ class RollingReference:
     def _persist(self, now: float) -> None:
         self._persisted_at = now
         payload = {seg: [[c.at, c.values.tolist()] for c in chunks] for seg, chunks in self.segments.items()}
-        self.store.put_baseline(self.key, payload)
+        self.store.put_state(self.key, payload)
 
     def _restore(self) -> None:
-        stored = self.store.get_baseline(self.key)
+        stored = self.store.get_state(self.key)
         if not isinstance(stored, dict):
             return
         for segment, chunks in stored.items():

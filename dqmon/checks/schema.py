@@ -70,7 +70,7 @@ class SchemaCheck(Check[SchemaSpec]):
                 self.contract_error = f"contract {spec.contract} unreadable: {str(exc).splitlines()[0]}"
         self._baseline_key = self.state_key("schema")
         # {"fields": {name: family}, "drift_since": iso | None}; read once, written on change
-        self._baseline: dict[str, Any] | None = ctx.store.get_baseline(self._baseline_key)
+        self._baseline: dict[str, Any] | None = ctx.store.get_state(self._baseline_key)
 
     def aggregations(self, schema: pl.Schema) -> Sequence[pl.Expr]:
         if self.contract is None:
@@ -190,7 +190,7 @@ class SchemaCheck(Check[SchemaSpec]):
 
     def _save(self, fields: dict[str, str], drift_since: str | None) -> None:
         self._baseline = {"fields": fields, "drift_since": drift_since}
-        self.ctx.store.put_baseline(self._baseline_key, self._baseline)
+        self.ctx.store.put_state(self._baseline_key, self._baseline)
 
     def _decode_errors(self, batch: MicroBatch) -> CheckResult:
         name = f"{self.name}:decode_errors"

@@ -19,7 +19,7 @@ from dqmon.batch import MicroBatch
 from dqmon.config.models import Dataset, Pipeline, SourceSpec
 from dqmon.config.settings import Settings
 from dqmon.facts import SourceFacts
-from dqmon.state.store import StateStore
+from dqmon.state.store import KeyValueState
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class SourceContext:
     pipeline: Pipeline
     dataset: Dataset
     settings: Settings
-    store: StateStore
+    store: KeyValueState  # sources keep small values (a SQL cursor) across restarts
     base_dir: Path  # the checks file's directory (relative paths in the config)
     clock: Callable[[], datetime]
 

@@ -35,7 +35,7 @@ from dqmon.facts import SourceFacts
 from dqmon.registry import SOURCES
 from dqmon.secrets import Redactor
 from dqmon.sources.base import Source, SourceContext
-from dqmon.state.store import StateStore
+from dqmon.state.store import KeyValueState
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ class SqlSource(Source):
         pipeline: Pipeline,
         dataset: Dataset,
         *,
-        store: StateStore,
+        store: KeyValueState,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -391,12 +391,12 @@ class SqlSource(Source):
         else:
             encoded = {"type": "str", "value": str(value)}
         encoded["column"] = self.config.cursor_column
-        self._store.put_baseline(self.cursor_key, encoded)
+        self._store.put_state(self.cursor_key, encoded)
 
     def _restore_cursor(self) -> None:
         if self.config.cursor_column is None:
             return
-        stored = self._store.get_baseline(self.cursor_key)
+        stored = self._store.get_state(self.cursor_key)
         if not isinstance(stored, dict) or stored.get("column") != self.config.cursor_column:
             return  # a changed cursor column makes the old position meaningless
         kind, raw = stored.get("type"), stored.get("value")

@@ -23,18 +23,19 @@ def baseline_schema_sql(id_column: str, real: str) -> list[str]:
 
 
 class BaselineTablesMixin:
-    """get/put baseline and append/read window counts over `_tx()`, with `?` placeholders."""
+    """Key-value state (table `baselines`, its historical name) and window counts over `_tx()`,
+    with `?` placeholders."""
 
     @abstractmethod
     def _tx(self) -> AbstractContextManager[Cursor]: ...
 
-    def get_baseline(self, key: str) -> Any | None:
+    def get_state(self, key: str) -> Any | None:
         with self._tx() as cur:
             cur.execute("SELECT value FROM baselines WHERE key = ?", (key,))
             rows = cur.fetchall()
         return json.loads(rows[0][0]) if rows else None
 
-    def put_baseline(self, key: str, value: Any) -> None:
+    def put_state(self, key: str, value: Any) -> None:
         with self._tx() as cur:
             cur.execute(
                 "INSERT INTO baselines(key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT(key)"

@@ -1,4 +1,4 @@
-"""The state store: baselines and window-count history that must survive restarts.
+"""The state store: what must survive restarts, behind one narrow interface per consumer.
 
 SQLite in the data dir by default. Values are JSON; every series is bounded by its caller.
 """
@@ -28,12 +28,20 @@ from dqmon.state.outbox import (
 )
 
 
-class StateStore(ABC):
-    @abstractmethod
-    def get_baseline(self, key: str) -> Any | None: ...
+class KeyValueState(ABC):
+    """Small JSON values by key that must survive a restart: learned baselines, rolling
+    references, a SQL source's cursor, a check's last arrival, SLO buckets, a pipeline's open
+    Slack thread. Keys are `<pipeline>/<dataset>/<owner>/...`; each owner bounds its values."""
 
     @abstractmethod
-    def put_baseline(self, key: str, value: Any) -> None: ...
+    def get_state(self, key: str) -> Any | None: ...
+
+    @abstractmethod
+    def put_state(self, key: str, value: Any) -> None: ...
+
+
+class CountHistory(ABC):
+    """Bounded series of window counts (volume anomaly history)."""
 
     @abstractmethod
     def append_count(self, series: str, at: datetime, count: float, keep: int) -> None:
@@ -43,8 +51,15 @@ class StateStore(ABC):
     def counts(self, series: str, limit: int) -> list[tuple[datetime, float]]:
         """The newest `limit` window counts of a series, oldest first."""
 
-    # ------------------------------------------------------------------ alert states and outbox
-    # (implemented once in state/outbox.py:AlertTablesMixin; see there for the delivery contract)
+
+class CheckState(KeyValueState, CountHistory, ABC):
+    """What checks may keep across windows."""
+
+
+class AlertStateStore(ABC):
+    """Alert states, and the notifications their changes cause, written in one transaction
+    (implemented once in state/outbox.py:AlertTablesMixin; see there for the delivery contract)."""
+
     @abstractmethod
     def load_alert_states(self, pipeline: str) -> dict[str, StoredAlertState]: ...
 
@@ -53,6 +68,14 @@ class StateStore(ABC):
         self, states: Sequence[StoredAlertState], notifications: Sequence[NewNotification], now: float
     ) -> None:
         """Write changed alert states and the notifications they cause in one transaction."""
+
+
+class AlertStore(KeyValueState, AlertStateStore, ABC):
+    """What an AlertManager uses: alert states plus its own small values (SLO buckets, threads)."""
+
+
+class OutboxStore(ABC):
+    """The persisted outbox the delivery worker drains: claims with leases, retries, threads."""
 
     @abstractmethod
     def get_thread(self, thread_key: str, target: str) -> str | None: ...
@@ -81,7 +104,12 @@ class StateStore(ABC):
     @abstractmethod
     def prune_outbox(self, before: float) -> int: ...
 
-    def close(self) -> None:  # noqa: B027 - optional hook
+
+class StateStore(CheckState, AlertStore, OutboxStore, ABC):
+    """One store (SQLite, memory or PostgreSQL) implementing every consumer's interface; each
+    consumer is typed with the narrow interface it uses."""
+
+    def close(self) -> None:
         """Release connections."""
 
 
@@ -126,11 +154,11 @@ class MemoryStateStore(AlertTablesMixin, StateStore):
         with sqlite_transaction(self._db, self._lock, ":memory:") as cur:
             yield cur
 
-    def get_baseline(self, key: str) -> Any | None:
+    def get_state(self, key: str) -> Any | None:
         raw = self._baselines.get(key)
         return None if raw is None else json.loads(raw)
 
-    def put_baseline(self, key: str, value: Any) -> None:
+    def put_state(self, key: str, value: Any) -> None:
         self._baselines[key] = json.dumps(value)
 
     def append_count(self, series: str, at: datetime, count: float, keep: int) -> None:
