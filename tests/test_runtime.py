@@ -131,7 +131,7 @@ def test_reload_adds_a_check_and_keeps_the_learned_schema_baseline(
     assert _drift_messages(captured)[0].startswith("learned baseline"), _drift_messages(captured)
 
     write_replay_checks(checks, extra_checks="      - validity: {not_null: [price]}\n")
-    runtime._watch_files()
+    runtime.watch()
     assert runtime._reload_requested.is_set()  # the file watcher noticed the change
     mark = len(captured)
     assert runtime.reload()

@@ -16,8 +16,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,27 +26,24 @@ from prometheus_client import CollectorRegistry
 
 from dqmon.alerts.manager import AlertManager
 from dqmon.alerts.setup import build_delivery, build_notifiers
-from dqmon.batch import MicroBatch
-from dqmon.config.loader import ChecksConfig, checks_files, load_checks
-from dqmon.config.models import Dataset, Pipeline
+from dqmon.config.loader import ChecksConfig, load_checks
 from dqmon.config.settings import Settings
 from dqmon.engine import DatasetEngine
 from dqmon.errors import ConfigError
-from dqmon.results import CheckResult, utcnow
+from dqmon.results import utcnow
+from dqmon.runtime import jobs
+from dqmon.runtime.fanout import ResultFanout
+from dqmon.runtime.jobs import ChecksFileWatch
 from dqmon.runtime.status import StatusBoard
 from dqmon.runtime.wiring import build_source, open_store, secret_values
 from dqmon.runtime.worker import DatasetWorker
-from dqmon.state.outbox import NewNotification
 from dqmon.telemetry.logging import SecretRedactor
 from dqmon.telemetry.metrics import DqmonMetrics
 from dqmon.telemetry.server import Readiness, TelemetryServer
 from dqmon.telemetry.tracing import install_tracing
 
 log = logging.getLogger(__name__)
-ResultsHook = Callable[[Pipeline, Dataset, Sequence[CheckResult]], None]
-NotificationsHook = Callable[[Sequence[NewNotification]], None]
 SHUTDOWN_SECONDS = 10.0
-OUTBOX_RETENTION = timedelta(days=7)
 
 
 class Runtime:
@@ -71,15 +68,13 @@ class Runtime:
         self.config: ChecksConfig = config if config is not None else load_checks(checks_dir)
         self.metrics = DqmonMetrics(registry)
         self.board = StatusBoard()
-        self.on_results: list[ResultsHook] = []
-        self.on_notifications: list[NotificationsHook] = []
         self.workers: list[DatasetWorker] = []
         self.managers: dict[str, AlertManager] = {}
         self._workers_lock = threading.RLock()
         self._stopped = threading.Event()
         self._reload_requested = threading.Event()
         self._stopped_requested = threading.Event()
-        self._files_signature = self._signature()
+        self.watch = ChecksFileWatch(checks_dir, self._reload_requested)
         self.store = open_store(self.settings)
         self.notifiers = build_notifiers(self.settings)
         for name in self.notifiers:
@@ -87,6 +82,11 @@ class Runtime:
         self.delivery = build_delivery(
             self.settings, self.store, notifiers=self.notifiers, on_outcome=self.metrics.count_notification
         )
+        self.publish = ResultFanout(
+            self.metrics, self.board, self.delivery, lambda: self.managers, self.clock
+        )
+        self.on_results = self.publish.on_results
+        self.on_notifications = self.publish.on_notifications
         self.server = TelemetryServer(
             self.metrics.registry,
             host=self.settings.http_host,
@@ -106,11 +106,27 @@ class Runtime:
         self.server.start()
         self.delivery.start()
         self._build(self.config)
-        self.scheduler.add_job(self._sweep, "interval", seconds=self.sweep_seconds, id="sweep")
-        self.scheduler.add_job(self._alert_gauges, "interval", seconds=5, id="alert-gauges")
-        self.scheduler.add_job(self._upkeep, "interval", minutes=10, id="upkeep")
+        add = self.scheduler.add_job
+        add(
+            lambda: jobs.sweep(list(self.workers), self.board, self.clock()),
+            "interval",
+            seconds=self.sweep_seconds,
+            id="sweep",
+        )
+        add(
+            lambda: jobs.alert_gauges(dict(self.managers), self.metrics, self.board, self.clock()),
+            "interval",
+            seconds=5,
+            id="alert-gauges",
+        )
+        add(
+            lambda: jobs.prune_outbox(self.store, self.metrics, self.clock()),
+            "interval",
+            minutes=10,
+            id="upkeep",
+        )
         if self.watch_files:
-            self.scheduler.add_job(self._watch_files, "interval", seconds=2, id="watch-checks")
+            add(self.watch, "interval", seconds=2, id="watch-checks")
         self.scheduler.start()
         log.info(
             "dqmon running: %d pipeline(s), %d dataset(s); telemetry on %s",
@@ -187,7 +203,7 @@ class Runtime:
                     source,
                     engine,
                     self.metrics,
-                    self._publish,
+                    self.publish,
                     max_queue=self.settings.max_queue_batches,
                 )
                 self.metrics.declare_dataset(pipeline.pipeline, dataset.name)
@@ -240,79 +256,6 @@ class Runtime:
         self._build(config)
         log.info("checks reloaded: %d dataset(s)", len(self.workers))
         return True
-
-    # ------------------------------------------------------------------ results
-    def _publish(
-        self, pipeline: Pipeline, dataset: Dataset, results: Sequence[CheckResult], batch: MicroBatch | None
-    ) -> None:
-        name = f"{pipeline.pipeline}/{dataset.name}"
-        self.metrics.record_results(results)
-        if batch is not None:
-            self.board.batch(name, batch.rows_seen, batch.window_end)
-        self.board.results(name, results)
-        manager = self.managers.get(pipeline.pipeline)
-        notifications: Sequence[NewNotification] = []
-        if manager is not None:
-            try:  # AlertManager serialises its own callers
-                notifications = manager.observe(results, self.clock())
-            except Exception:
-                log.exception("alert evaluation for %s failed", pipeline.pipeline)
-                self.metrics.count_state_store_error("write")
-        if notifications:
-            self.board.notifications += len(notifications)
-            self.delivery.wake()
-        for hook in self.on_results:
-            hook(pipeline, dataset, results)
-        if notifications:
-            for notification_hook in self.on_notifications:
-                notification_hook(notifications)
-
-    # ------------------------------------------------------------------ periodic jobs
-    def _sweep(self) -> None:
-        now = self.clock()
-        for worker in list(self.workers):
-            worker.sweep(now)
-            self.board.source_up(worker.name, bool(worker.last_facts and worker.last_facts.up))
-
-    def _alert_gauges(self) -> None:
-        now = self.clock()
-        firing = 0
-        for manager in list(self.managers.values()):
-            counts = manager.firing_counts()
-            statuses = manager.slo_status(now)
-            for (pipeline, severity), count in counts.items():
-                self.metrics.set_alerts_firing(pipeline, severity, count)
-                firing += count
-            for status in statuses:
-                rates: dict[str, float] = {}
-                for burn in status.burn_rates:
-                    long_window, _, short_window = burn.window.partition("/")
-                    rates[long_window] = burn.long_rate
-                    rates[short_window or long_window] = burn.short_rate
-                self.metrics.set_slo(status.pipeline, status.slo, status.budget_remaining, rates)
-        self.board.alerts_firing = firing
-
-    def _upkeep(self) -> None:
-        cutoff = (self.clock() - OUTBOX_RETENTION).timestamp()
-        try:
-            self.store.prune_outbox(cutoff)
-        except Exception:
-            log.exception("pruning the outbox failed")
-            self.metrics.count_state_store_error("write")
-
-    def _signature(self) -> tuple[tuple[str, float], ...]:
-        try:
-            files = checks_files(self.checks_dir)
-            return tuple((str(f), f.stat().st_mtime) for f in files)
-        except OSError:
-            return ()
-
-    def _watch_files(self) -> None:
-        signature = self._signature()
-        if signature != self._files_signature:
-            self._files_signature = signature
-            log.info("checks files changed: reloading")
-            self._reload_requested.set()
 
 
 def live_display_enabled() -> bool:

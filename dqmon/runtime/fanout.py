@@ -1,0 +1,66 @@
+"""Where each evaluation's results go: metrics, the status board, the pipeline's alert manager
+(whose notifications wake the delivery worker), and any hooks (the demo's judge, tests)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+
+from dqmon.alerts.delivery import DeliveryWorker
+from dqmon.alerts.manager import AlertManager
+from dqmon.batch import MicroBatch
+from dqmon.config.models import Dataset, Pipeline
+from dqmon.results import CheckResult
+from dqmon.runtime.status import StatusBoard
+from dqmon.state.outbox import NewNotification
+from dqmon.telemetry.metrics import DqmonMetrics
+
+log = logging.getLogger(__name__)
+ResultsHook = Callable[[Pipeline, Dataset, Sequence[CheckResult]], None]
+NotificationsHook = Callable[[Sequence[NewNotification]], None]
+
+
+class ResultFanout:
+    """Called by every dataset worker after an evaluation (batch) or a sweep (facts only)."""
+
+    def __init__(
+        self,
+        metrics: DqmonMetrics,
+        board: StatusBoard,
+        delivery: DeliveryWorker,
+        managers: Callable[[], Mapping[str, AlertManager]],
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.metrics = metrics
+        self.board = board
+        self.delivery = delivery
+        self.managers = managers  # read on every call: a reload replaces the managers
+        self.clock = clock
+        self.on_results: list[ResultsHook] = []
+        self.on_notifications: list[NotificationsHook] = []
+
+    def __call__(
+        self, pipeline: Pipeline, dataset: Dataset, results: Sequence[CheckResult], batch: MicroBatch | None
+    ) -> None:
+        name = f"{pipeline.pipeline}/{dataset.name}"
+        self.metrics.record_results(results)
+        if batch is not None:
+            self.board.batch(name, batch.rows_seen, batch.window_end)
+        self.board.results(name, results)
+        manager = self.managers().get(pipeline.pipeline)
+        notifications: Sequence[NewNotification] = []
+        if manager is not None:
+            try:  # AlertManager serialises its own callers
+                notifications = manager.observe(results, self.clock())
+            except Exception:
+                log.exception("alert evaluation for %s failed", pipeline.pipeline)
+                self.metrics.count_state_store_error("write")
+        if notifications:
+            self.board.notifications += len(notifications)
+            self.delivery.wake()
+        for hook in self.on_results:
+            hook(pipeline, dataset, results)
+        if notifications:
+            for notification_hook in self.on_notifications:
+                notification_hook(notifications)
