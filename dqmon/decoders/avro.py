@@ -20,7 +20,6 @@ from typing import Any, ClassVar
 import fastavro
 import numpy as np
 import polars as pl
-from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from dqmon.config.models import KafkaSource, SchemaRegistry
 from dqmon.decoders.base import Decoded, in_input_order
@@ -53,6 +52,10 @@ class AvroDecoder:
         conf: dict[str, Any] = {"url": config.url}
         if config.basic_auth is not None:
             conf["basic.auth.user.info"] = config.basic_auth.get_secret_value()
+        # imported here: the registry client pulls in an HTTP/auth stack that only Avro users need,
+        # and decoders are imported whenever a checks file names a format
+        from confluent_kafka.schema_registry import SchemaRegistryClient
+
         return cls(SchemaRegistryClient(conf))
 
     @classmethod
