@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -18,6 +21,8 @@ from dqmon.config.loader import load_checks
 from dqmon.config.settings import Settings
 from dqmon.errors import ConfigError
 from dqmon.runtime.app import Runtime
+
+ROOT = Path(__file__).resolve().parents[1]
 
 CHECKS = """\
 pipeline: p
@@ -135,3 +140,17 @@ def test_pagerduty_routing_keys_setting_is_json(monkeypatch: pytest.MonkeyPatch)
     settings = Settings()
     assert settings.pagerduty_routing_keys["db"].get_secret_value() == "j" * 32
     assert "j" * 32 not in repr(settings)
+
+
+def test_dqmon_run_exits_2_naming_each_unconfigured_target(tmp_path: Path) -> None:
+    # a real process: `dqmon run` installs its own root log handler
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DQMON_")}
+    env |= {"DQMON_DATA_DIR": str(tmp_path / "data"), "DQMON_HTTP_PORT": "0"}
+    argv = [sys.executable, "-c", "from dqmon.cli import main; main()", "run", "--no-live"]
+    argv += ["--checks", str(_checks(tmp_path, CHECKS))]
+    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2, proc.stderr
+    out = proc.stderr
+    assert "pipeline p: alerts.routes[0].notify[0]: 'pagerduty': notifier pagerduty is not configured" in out
+    assert "pipeline p: datasets[0].checks[0].volume.notify[0]: 'pagerduty:db'" in out
+    assert "rejected: 3 problem(s)" in out
