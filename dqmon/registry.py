@@ -122,7 +122,12 @@ SOURCES: Registry[type[Source]] = Registry(
 DECODERS: Registry[DecoderFactory] = Registry("format", ("dqmon.decoders.json", "dqmon.decoders.avro"))
 NOTIFIERS: Registry[NotifierFactory] = Registry(
     "notifier",
-    ("dqmon.alerts.notifiers.log", "dqmon.alerts.notifiers.slack", "dqmon.alerts.notifiers.webhook"),
+    (
+        "dqmon.alerts.notifiers.log",
+        "dqmon.alerts.notifiers.slack",
+        "dqmon.alerts.notifiers.webhook",
+        "dqmon.alerts.notifiers.pagerduty",
+    ),
 )
 
 _plugins_loaded: list[str] = []

@@ -8,6 +8,7 @@ pytest_plugins: list[str] = [
     # each real component's fixtures in its own module (broker, postgres, prometheus, slack_api, ...)
     "tests.fixtures.postgres",
     "tests.fixtures.slack_api",
+    "tests.fixtures.pagerduty_api",
     "tests.fixtures.broker",
     "tests.fixtures.prometheus",
 ]

@@ -95,7 +95,7 @@ def assert_hardened_sidecar(deployment: dict[str, Any]) -> dict[str, Any]:
     assert env["DQMON_DATA_DIR"] == "/var/lib/dqmon"
     # secrets only ever arrive as Secret references, never as literal values
     for name, value in env.items():
-        if re.search(r"TOKEN|DSN|WEBHOOK|PASSWORD", name):
+        if re.search(r"TOKEN|DSN|WEBHOOK|PASSWORD|KEY", name):
             assert isinstance(value, dict), f"{name} must come from a Secret"
             assert "secretKeyRef" in value
 
@@ -159,6 +159,10 @@ def test_kustomize_base_renders_valid_objects(tmp_path: Path) -> None:
     assert assert_checks_load(config_map, tmp_path) == ["trades-features"]
     (monitor,) = by_kind(objects, "PodMonitor")
     assert_pod_monitor(monitor, deployment)
+    # notifier secrets are optional: a cluster without PagerDuty runs with Slack alone
+    assert env_of(container)["DQMON_PAGERDUTY_ROUTING_KEY"] == {
+        "secretKeyRef": {"name": "dqmon-pagerduty", "key": "routing-key", "optional": True}
+    }
 
 
 def test_kustomize_overlay_customises_the_base(overlay: list[dict[str, Any]], tmp_path: Path) -> None:
@@ -216,6 +220,7 @@ NON_DEFAULT: dict[str, Any] = {
     },
     "secretEnv": [
         {"name": "DQMON_SLACK_TOKEN", "secretName": "dqmon-slack", "key": "token"},
+        {"name": "DQMON_PAGERDUTY_ROUTING_KEY", "secretName": "dqmon-pagerduty", "key": "routing-key"},
         {"name": "FEATURES_DSN", "secretName": "features-db", "key": "dsn", "optional": True},
     ],
     "env": {"DQMON_KAFKA_BOOTSTRAP_SERVERS": "broker-0:9092,broker-1:9092", "DQMON_LOG_LEVEL": "DEBUG"},
@@ -241,6 +246,9 @@ def test_helm_chart_lints_and_renders_non_default_values(tmp_path: Path) -> None
     env = env_of(container)
     assert env["DQMON_SLACK_TOKEN"] == {
         "secretKeyRef": {"name": "dqmon-slack", "key": "token", "optional": False}
+    }
+    assert env["DQMON_PAGERDUTY_ROUTING_KEY"] == {
+        "secretKeyRef": {"name": "dqmon-pagerduty", "key": "routing-key", "optional": False}
     }
     assert env["FEATURES_DSN"]["secretKeyRef"]["optional"] is True
     assert env["DQMON_KAFKA_BOOTSTRAP_SERVERS"] == "broker-0:9092,broker-1:9092"

@@ -1,6 +1,7 @@
 """Notifiers configured the way a deployment configures them: DQMON_* environment variables and
 `*_FILE` secrets (a mounted Kubernetes secret), built by `build_delivery(Settings(), store)` and
-delivering to the Slack API test double (which checks the bot token and records headers).
+delivering to the Slack API test double (which checks the bot token and records headers) and
+to the PagerDuty Events API test double (which checks the routing key).
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from dqmon.alerts.manager import AlertManager
 from dqmon.alerts.setup import build_delivery
 from dqmon.config.settings import Settings
 from dqmon.results import Status
+from dqmon.runtime.wiring import secret_values
 from dqmon.state.store import SqliteStateStore
+from tests.fixtures.pagerduty_api import OTHER_KEY, ROUTING_KEY, FakePagerDuty
 from tests.fixtures.slack_api import TOKEN, FakeSlack
 from tests.test_notifier_slack import FAST, make_pipeline, result, wait_for
 
@@ -28,6 +31,10 @@ _ENV = (
     "DQMON_SLACK_WEBHOOK_URL_FILE",
     "DQMON_WEBHOOK_URLS",
     "DQMON_STATE_DSN",
+    "DQMON_PAGERDUTY_ROUTING_KEY",
+    "DQMON_PAGERDUTY_ROUTING_KEY_FILE",
+    "DQMON_PAGERDUTY_ROUTING_KEYS",
+    "DQMON_PAGERDUTY_API_URL",
 )
 
 
@@ -107,3 +114,38 @@ def test_incoming_webhook_url_file(
     assert "volume" in hook.body["text"]
     assert hook.body["blocks"]
     assert worker.stats.snapshot() == {("slack", "delivered"): 1}
+
+
+def test_pagerduty_incident_fires_and_resolves_from_the_environment(
+    env: pytest.MonkeyPatch, pagerduty_api: FakePagerDuty, store: SqliteStateStore, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "pagerduty-routing-key"
+    key_file.write_text(ROUTING_KEY + "\n")  # a mounted Kubernetes secret
+    env.setenv("DQMON_PAGERDUTY_ROUTING_KEY_FILE", str(key_file))
+    env.setenv("DQMON_PAGERDUTY_ROUTING_KEYS", json.dumps({"db": OTHER_KEY}))
+    env.setenv("DQMON_PAGERDUTY_API_URL", pagerduty_api.api_url)
+    settings = Settings()
+    assert {ROUTING_KEY, OTHER_KEY} <= set(secret_values(settings, None))  # the log redactor knows them
+    worker = build_delivery(settings, store, retry=FAST)
+    assert set(worker.notifiers) == {"log", "pagerduty"}
+    worker.poll_interval = 0.05
+    manager = AlertManager(make_pipeline(routes=[{"notify": ["pagerduty"]}]), store, slack_configured=False)
+    worker.start()
+    try:
+        manager.observe([result("freshness", Status.FAIL, slo="features-fresh")], T0)
+        worker.wake()
+        wait_for(lambda: worker.pending() == 0 and len(pagerduty_api.accepted()) == 1)
+        manager.observe([result("freshness", Status.OK, slo="features-fresh")], T0 + 60)
+        worker.wake()
+        wait_for(lambda: worker.pending() == 0 and len(pagerduty_api.accepted()) == 2)
+    finally:
+        worker.stop()
+    trigger, resolve = pagerduty_api.accepted()
+    firing_item, resolved_item = store.outbox_items("delivered")
+    assert (firing_item.event, resolved_item.event) == ("firing", "resolved")
+    assert (trigger["event_action"], resolve["event_action"]) == ("trigger", "resolve")
+    assert trigger["dedup_key"] == resolve["dedup_key"] == firing_item.fingerprint
+    assert trigger["routing_key"] == resolve["routing_key"] == ROUTING_KEY  # the file's key, stripped
+    assert trigger["payload"]["severity"] == "critical"  # the freshness check pages
+    assert pagerduty_api.alerts == {(ROUTING_KEY, firing_item.fingerprint): "resolved"}
+    assert worker.stats.snapshot() == {("pagerduty", "delivered"): 2}

@@ -82,7 +82,7 @@ def test_every_decoder_and_notifier_is_usable_from_its_registry() -> None:
     assert {"json", "avro"} <= set(DECODERS.kinds())
     for _name, decoder in DECODERS.items():
         assert decoder.reasons and callable(decoder.from_source)
-    assert {"log", "slack", "webhook"} <= set(NOTIFIERS.kinds())
+    assert {"log", "slack", "webhook", "pagerduty"} <= set(NOTIFIERS.kinds())
     assert set(build_notifiers(Settings())) == {"log"}  # the others are not configured
 
 

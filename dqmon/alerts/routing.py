@@ -4,14 +4,27 @@ Targets are strings: `slack:#channel`, `slack` (the pipeline owner's channel), `
 `log`. A check's own `notify:` wins; else the pipeline's routes in order (first match stops
 unless `continue: true`); else the default: the owner channel on Slack when Slack is
 configured, the log otherwise. Slack targets go to the log when Slack is not configured.
+
+Any other target must name a configured notifier: `unconfigured_targets` lists those that do
+not (`pagerduty` without a routing key, `webhook:NAME` without that URL), and `dqmon run`
+rejects such checks at start and on reload rather than fail every notification to them later.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from dqmon.alerts.silences import labels_match
-from dqmon.config.models import Route
+from dqmon.config.models import Pipeline, Route
+from dqmon.errors import ConfigProblem, Location
+
+if TYPE_CHECKING:
+    from dqmon.alerts.notifiers.base import Notifier
+    from dqmon.config.loader import ChecksConfig
+
+# falls back to the log notifier when not configured (see route_targets), so never "unconfigured"
+_FALLS_BACK_TO_LOG = "slack"
 
 
 def route_targets(
@@ -54,3 +67,40 @@ def resolve_target(target: str, *, owner: str | None, default_channel: str | Non
 def target_notifier(target: str) -> str:
     """The notifier a target is delivered by: the part before the first colon."""
     return target.split(":", 1)[0]
+
+
+def unconfigured_targets(config: ChecksConfig, notifiers: Mapping[str, Notifier]) -> list[ConfigProblem]:
+    """Notify targets of `config` that no notifier built from these settings serves.
+
+    The names were validated against the registry at load; this is the runtime half: the
+    notifier is registered but not configured, or is configured without the target's name. The
+    problem's location is the pipeline, not a file: what is missing is a setting, not a line.
+    """
+    problems: list[ConfigProblem] = []
+    for pipeline in config.pipelines:
+        for path, target in _notify_targets(pipeline):
+            name = target_notifier(target)
+            if name == _FALLS_BACK_TO_LOG:
+                continue
+            notifier = notifiers.get(name)
+            settings = f"(see the DQMON_{name.upper()}_* settings)"
+            if notifier is None:
+                reason = f"{target!r}: notifier {name} is not configured {settings}"
+            elif not notifier.serves(target):
+                arg = target.partition(":")[2] or "default"
+                reason = f"{target!r}: notifier {name} is configured, but not for {arg!r} {settings}"
+            else:
+                continue
+            problems.append(ConfigProblem(Location(f"pipeline {pipeline.pipeline}"), path, reason))
+    return problems
+
+
+def _notify_targets(pipeline: Pipeline) -> Iterator[tuple[str, str]]:
+    """(path as in load-time problems, target) of every notify list of a pipeline."""
+    for i, route in enumerate(pipeline.alerts.routes):
+        for k, target in enumerate(route.notify):
+            yield f"alerts.routes[{i}].notify[{k}]", target
+    for d, dataset in enumerate(pipeline.datasets):
+        for c, entry in enumerate(dataset.checks):
+            for k, target in enumerate(entry.spec.notify):
+                yield f"datasets[{d}].checks[{c}].{entry.kind}.notify[{k}]", target

@@ -26,7 +26,7 @@ class CheckSpec(StrictModel):
     slo: str | None = Field(None, description="name of a pipeline SLO this check counts towards")
     notify: list[NotifyTarget] = Field(
         default_factory=list,
-        description="routes overriding the pipeline's: slack:#channel, webhook:NAME, log",
+        description="routes overriding the pipeline's: slack:#channel, webhook:NAME, pagerduty[:NAME], log",
     )
     for_: Duration | None = Field(None, alias="for", description="must fail this long before an alert fires")
     description: str | None = None

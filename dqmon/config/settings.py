@@ -30,6 +30,14 @@ class Settings(BaseSettings):
     webhook_urls: dict[str, SecretStr] = Field(
         default_factory=dict, description='generic webhooks by name, JSON: {"default": "https://..."}'
     )
+    pagerduty_routing_key: SecretStr | None = Field(
+        None, description="Events API v2 integration key for the `pagerduty` target"
+    )
+    pagerduty_routing_key_file: Path | None = Field(None, description="file holding that routing key")
+    pagerduty_routing_keys: dict[str, SecretStr] = Field(
+        default_factory=dict, description='routing keys for `pagerduty:NAME` targets, JSON: {"db": "..."}'
+    )
+    pagerduty_api_url: str = Field("https://events.pagerduty.com", description="Events API base URL")
     grafana_url: str | None = Field(None, description="Grafana base URL for links in alerts")
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"

@@ -25,6 +25,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client import CollectorRegistry
 
 from dqmon.alerts.manager import AlertManager
+from dqmon.alerts.routing import unconfigured_targets
 from dqmon.alerts.setup import build_delivery, build_notifiers
 from dqmon.config.loader import ChecksConfig, load_checks
 from dqmon.config.settings import Settings
@@ -75,8 +76,14 @@ class Runtime:
         self._reload_requested = threading.Event()
         self._stopped_requested = threading.Event()
         self.watch = ChecksFileWatch(checks_dir, self._reload_requested)
-        self.store = open_store(self.settings)
         self.notifiers = build_notifiers(self.settings)
+        try:
+            self._accept(self.config)
+        except ConfigError:
+            for notifier in self.notifiers.values():
+                notifier.close()
+            raise
+        self.store = open_store(self.settings)
         for name in self.notifiers:
             self.metrics.declare_notifier(name)
         self.delivery = build_delivery(
@@ -242,7 +249,7 @@ class Runtime:
     def reload(self) -> bool:
         """Load the checks again; keep running the old ones if the new ones are invalid."""
         try:
-            config = load_checks(self.checks_dir)
+            config = self._accept(load_checks(self.checks_dir))
         except ConfigError as exc:
             log.error(
                 "checks reload rejected, still running the previous checks:\n%s",
@@ -256,6 +263,15 @@ class Runtime:
         self._build(config)
         log.info("checks reloaded: %d dataset(s)", len(self.workers))
         return True
+
+    def _accept(self, config: ChecksConfig) -> ChecksConfig:
+        """Checks routing to a notifier these settings do not configure are rejected like any
+        other config problem (alerts/routing.py::unconfigured_targets)."""
+        problems = unconfigured_targets(config, self.notifiers)
+        self.metrics.unconfigured_targets.set(len(problems))
+        if problems:
+            raise ConfigError(problems)
+        return config
 
 
 def live_display_enabled() -> bool:

@@ -46,13 +46,20 @@ def secret_values(settings: Settings, config: ChecksConfig | None) -> list[str]:
     """Every configured secret, so the log redactor can scrub them wherever they appear."""
     values = [
         s.get_secret_value()
-        for s in (settings.slack_token, settings.slack_webhook_url, settings.state_dsn)
+        for s in (
+            settings.slack_token,
+            settings.slack_webhook_url,
+            settings.state_dsn,
+            settings.pagerduty_routing_key,
+        )
         if s is not None
     ]
-    for file in (settings.slack_token_file, settings.slack_webhook_url_file):
+    files = (settings.slack_token_file, settings.slack_webhook_url_file, settings.pagerduty_routing_key_file)
+    for file in files:
         with contextlib.suppress(NotifyError):  # an unreadable file is reported by the notifier setup
             values.append(read_secret(None, file) or "")
     values += [v.get_secret_value() for v in settings.webhook_urls.values()]
+    values += [v.get_secret_value() for v in settings.pagerduty_routing_keys.values()]
     if config is not None:
         for _pipeline, dataset in config.datasets():
             values += dataset.source.secrets()

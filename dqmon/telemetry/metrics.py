@@ -280,6 +280,11 @@ class DqmonMetrics:
             ["notifier", "outcome"],
             registry=r,
         )
+        self.unconfigured_targets = Gauge(
+            "dqmon_notify_targets_unconfigured",
+            "Notify targets of the newest checks (rejected if > 0) that no configured notifier serves",
+            registry=r,
+        )
         self.state_store_errors = Counter(
             "dqmon_state_store_errors_total", "State store failures", ["operation"], registry=r
         )

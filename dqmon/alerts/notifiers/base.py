@@ -26,6 +26,12 @@ class Notifier(ABC):
         Raise NotifyError(retry_after=..., permanent=...) on failure; never leak secrets in it.
         """
 
+    def serves(self, target: str) -> bool:
+        """Whether `target` (`name` or `name:arg`) names something configured here; `dqmon run`
+        rejects checks routing to a target no notifier serves (alerts.routing.unconfigured_targets).
+        A notifier whose argument is free-form (a Slack channel) serves every target."""
+        return True
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release clients."""
 

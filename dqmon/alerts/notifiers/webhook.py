@@ -27,8 +27,14 @@ class WebhookNotifier(Notifier):
         redact_logger("httpx", self._urls.values())
         self._client = httpx.Client(timeout=timeout, follow_redirects=False)
 
+    def __repr__(self) -> str:
+        return f"WebhookNotifier({sorted(self._urls)})"  # names only: URLs often embed a token
+
+    def serves(self, target: str) -> bool:
+        return _name(target) in self._urls
+
     def send(self, item: OutboxItem, thread_ref: str | None) -> str | None:
-        name = item.target.split(":", 1)[1] if ":" in item.target else "default"
+        name = _name(item.target)
         url = self._urls.get(name)
         if url is None:
             raise NotifyError(f"webhook {name!r} is not configured (DQMON_WEBHOOK_URLS)", permanent=True)
@@ -51,6 +57,10 @@ class WebhookNotifier(Notifier):
 
     def close(self) -> None:
         self._client.close()
+
+
+def _name(target: str) -> str:
+    return target.split(":", 1)[1] if ":" in target else "default"
 
 
 def _from_settings(settings: Settings) -> Notifier | None:
