@@ -121,7 +121,12 @@ def test_row_limit_bounds_the_sample_and_rows_seen_says_where_its_count_came_fro
         # the first rows of a query: a count of rows read, which the limit cut short
         ({"query": "select * from trades;"}, 50, "rows_read", True),
         # the user's count statement, exact
-        ({"query": "select * from trades", "count_query": "select count(*) from trades"}, 1000, "count_query", False),
+        (
+            {"query": "select * from trades", "count_query": "select count(*) from trades"},
+            1000,
+            "count_query",
+            False,
+        ),
         # PostgreSQL's catalog estimate of the relation (exact right after ANALYZE)
         ({"relation": "trades", "sample": {"method": "full"}, "volume": "catalog"}, 1000, "catalog", False),
         # a full read past row_limit is truncated, and says so

@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -36,7 +36,7 @@ from dqmon.errors import SourceError
 from dqmon.sources.base import Source
 from dqmon.sources.facts import SourceFacts
 from dqmon.sources.sql_cursor import CursorStore
-from dqmon.sources.sql_decode import DecodeError, describe_query, read_frame
+from dqmon.sources.sql_decode import DecodeError, as_utc, describe_query, newest_time, read_frame
 from dqmon.sources.sql_faults import connect_error, redact, statement_error
 from dqmon.sources.sql_sampling import BlockRate, Statement, StatementBuilder, estimated_rows, random_starts
 from dqmon.state.store import StateStore
@@ -45,14 +45,6 @@ log = logging.getLogger(__name__)
 
 _MAX_BACKOFF_S = 60.0
 _NUMERIC_OID = 1700
-
-
-def _as_utc(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=UTC)
-    return None
 
 
 @dataclass(frozen=True)
@@ -111,7 +103,7 @@ class SqlSource(Source):
         self._block_rate = BlockRate(self.sampling.percent, self.row_limit)
         self._logged: set[str] = set()
         self._warned: set[str] = set()
-        self._first_cursor_poll = False
+        self._first_cursor_poll, self._freshness_off = False, False
         self._pending_cursor: Any = None
         self.last_statements: list[Statement] = []
         self.last_error: SourceError | None = None
@@ -130,12 +122,12 @@ class SqlSource(Source):
     def start(self) -> None:
         self._closed.clear()
         restored = self._cursor.restore()
-        self._newest = _as_utc(restored) or self._newest
+        self._newest = as_utc(restored) or self._newest
         self._next_due = self._monotonic()
         if self.sampling.method == "first":
             self._warn_once(
                 "first",
-                "sample method first reads the first rows of the query, the same corner every poll: "
+                "sample method first reads the same first rows every poll: "
                 "not a fair sample; give relation: and a sample method (docs/sql-source.md)",
             )
 
@@ -287,7 +279,7 @@ class SqlSource(Source):
             partial = truncated or self._first_cursor_poll
         newest = self._freshness(cur)
         if newest is None and self.config.freshness == "sample":
-            newest = self._newest_in(df)
+            newest = newest_time(df, (self.sampling.column, self.dataset.event_time))
         return _Fetched(df, rows_seen, basis, partial, newest, queried_at, self._pending_cursor)
 
     def _rows(self, cur: psycopg.Cursor[tuple[Any, ...]], statement: Statement) -> pl.DataFrame:
@@ -338,10 +330,7 @@ class SqlSource(Source):
 
     def _key_ranges(self, cur: psycopg.Cursor[tuple[Any, ...]]) -> pl.DataFrame:
         key = self.sampling.key or ""
-        bounds = self.statements.key_bounds(key)
-        self._sent(bounds)
-        cur.execute(bounds.query, bounds.params)
-        row = cur.fetchone()
+        row = self._one(cur, self.statements.key_bounds(key))
         key_oid = cur.description[0].type_code if cur.description else 0
         if row is None or row[0] is None:
             return self._rows(cur, self.statements.empty())
@@ -373,23 +362,16 @@ class SqlSource(Source):
 
     def _freshness(self, cur: psycopg.Cursor[tuple[Any, ...]]) -> datetime | None:
         statement = self.statements.freshness()
-        if statement is None or "freshness" in self._warned:
+        if statement is None or self._freshness_off:
             return None
         row = self._one(cur, statement)
         value = row[0] if row else None
-        newest = _as_utc(value)
+        newest = as_utc(value)
         if value is not None and newest is None:
             # e.g. a numeric cursor column: no freshness to read, so stop asking
+            self._freshness_off = True
             self._warn_once("freshness", f"max() gives a {type(value).__name__}, not a time: not sent again")
         return newest
-
-    def _newest_in(self, df: pl.DataFrame) -> datetime | None:
-        for column in (self.sampling.column, self.dataset.event_time):
-            if column is not None and column in df.columns and df.height:
-                dtype = df.schema[column]
-                if isinstance(dtype, pl.Datetime) or dtype == pl.Date:
-                    return _as_utc(df[column].max())
-        return None
 
     def _to_batch(self, fetched: _Fetched) -> MicroBatch:
         self._cursor.advance(fetched.cursor)

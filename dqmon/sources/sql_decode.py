@@ -6,6 +6,8 @@ Postgres type OIDs map to Polars dtypes so an all-null or empty result still has
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import UTC, date, datetime
 from typing import Any
 
 import polars as pl
@@ -91,3 +93,22 @@ def read_frame(
         return pl.DataFrame(rows, schema=schema, orient="row", strict=False, infer_schema_length=None)
     except Exception as exc:  # noqa: BLE001 - never crash the monitor
         raise DecodeError(type(exc).__name__) from None
+
+
+def as_utc(value: Any) -> datetime | None:
+    """A date or timestamp value as an aware UTC datetime (naive timestamps are taken as UTC)."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    return None
+
+
+def newest_time(df: pl.DataFrame, columns: Iterable[str | None]) -> datetime | None:
+    """The newest value of the first of `columns` that is a date or timestamp column of `df`."""
+    for column in columns:
+        if column is not None and column in df.columns and df.height:
+            dtype = df.schema[column]
+            if isinstance(dtype, pl.Datetime) or dtype == pl.Date:
+                return as_utc(df[column].max())
+    return None
