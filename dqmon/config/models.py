@@ -161,6 +161,9 @@ class SqlSource(StrictModel):
                 f"sample method {method} needs relation: TABLESAMPLE applies to a table or materialized "
                 "view, not to a query"
             )
+        needed = self.sampling.column or self.sampling.key
+        if self.columns and needed is not None and needed not in self.columns:
+            raise ValueError(f"columns must include {needed!r}: the sample method reads it back")
         if self.volume == "catalog" and self.relation is None:
             raise ValueError("volume catalog reads the catalog estimate of relation; give relation")
         if self.volume == "cursor" and method != "cursor":
