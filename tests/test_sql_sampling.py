@@ -378,6 +378,34 @@ def test_key_ranges_drop_rows_of_overlapping_ranges_and_handle_an_empty_relation
     assert len(ids) == len(set(ids)) > 0  # 30 ranges of 4 rows over 40 keys overlap
 
 
+def test_a_relation_never_analyzed_is_block_sampled_at_one_percent_and_counted_by_rows_read(
+    pg_conn: psycopg.Connection[Any], pg_schema_dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # no index and no autovacuum: nothing fills in pg_class.reltuples (-1 until ANALYZE)
+    pg_conn.execute(
+        "CREATE TABLE feed WITH (autovacuum_enabled = false) AS"
+        " SELECT g AS id, now() AS updated_at FROM generate_series(1, 20000) g"
+    )
+    src, _ = _feed_source(pg_schema_dsn, Clock(), sample={"method": "system"}, row_limit=10_000)
+    whole, _ = _feed_source(pg_schema_dsn, Clock(), sample={"method": "full"}, row_limit=30_000)
+    try:
+        batch = poll(src)
+        (sample,) = [s for s in src.last_statements if s.purpose == "sample"]
+        everything = poll(whole)
+    finally:
+        src.close()
+        whole.close()
+    assert sample.params[0] == 1.0  # percent
+    assert (batch.rows_seen_basis, batch.rows_seen) == ("rows_read", batch.rows_sampled)
+    assert "no catalog estimate" in caplog.text
+    # a small relation read whole: exact, complete
+    assert (everything.rows_seen, everything.rows_seen_basis, everything.partial) == (
+        20_000,
+        "rows_read",
+        False,
+    )
+
+
 # --------------------------------------------------------------------------- the random choices
 
 
