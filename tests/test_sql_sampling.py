@@ -307,7 +307,7 @@ def test_every_statement_runs_read_only_under_the_statement_timeout(pg_schema_ds
     assert batch.df.rows() == [("on", "1500ms")]
     assert (batch.rows_seen, batch.rows_seen_basis) == (7, "count_query")
     assert src.facts().newest_record_time == datetime(2026, 1, 1, tzinfo=UTC)
-    assert [s.purpose for s in src.last_statements] == ["describe", "sample", "volume", "freshness"]
+    assert [s.purpose for s in src.last_statements] == ["setup", "describe", "sample", "volume", "freshness"]
 
 
 @pytest.mark.parametrize(
@@ -357,7 +357,7 @@ def test_each_statement_is_logged_once_per_dataset_without_the_password(
     finally:
         src.close()
     sent = [r.getMessage() for r in caplog.records if " sends (" in r.getMessage()]
-    assert len(sent) == len(templates) == 5  # estimate, key_bounds, describe, sample, freshness
+    assert len(sent) == len(templates) == 6  # setup, estimate, key_bounds, describe, sample, freshness
     assert all(any(t in line for t in templates) for line in sent)
     assert "Sup3rS3cretPw" not in caplog.text
 

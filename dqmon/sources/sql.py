@@ -232,16 +232,12 @@ class SqlSource(Source):
     # ------------------------------------------------------------------ one poll
     def _fetch(self) -> _Fetched:
         conn = self._connect()
-        timeout_ms = str(max(1, int(self.config.timeout.total_seconds() * 1000)))
+        timeout_ms = max(1, int(self.config.timeout.total_seconds() * 1000))
         queried_at = self._clock()
         self.last_statements = []
         try:
             with conn.transaction(), conn.cursor() as cur:
-                # SET LOCAL: every statement of this transaction, and nothing after it
-                cur.execute(
-                    "SELECT set_config('statement_timeout', %s, true), set_config('TimeZone', 'UTC', true)",
-                    (timeout_ms,),
-                )
+                self._one(cur, self.statements.setup(timeout_ms))
                 return self._poll(cur, queried_at)
         except psycopg.Error as exc:
             if isinstance(exc, psycopg.OperationalError) or conn.closed or conn.broken:

@@ -18,7 +18,7 @@ from psycopg import sql
 
 from dqmon.config.models import SqlSource as SqlSourceConfig
 
-Purpose = Literal["describe", "sample", "key_bounds", "estimate", "volume", "freshness"]
+Purpose = Literal["setup", "describe", "sample", "key_bounds", "estimate", "volume", "freshness"]
 
 # Block sampling aims below row_limit: past the limit, LIMIT keeps the blocks that come first
 # in physical order, which is exactly the corner-of-the-view bias sampling is meant to remove.
@@ -74,6 +74,14 @@ class StatementBuilder:
 
     def _rows(self, tail: sql.Composable = _NOTHING) -> sql.Composed:
         return sql.SQL("SELECT {} FROM {}{}").format(self._select, self._from, tail)
+
+    def setup(self, timeout_ms: int) -> Statement:
+        """SET LOCAL (`set_config(..., true)`): holds for every statement of the poll's
+        transaction, and ends with it."""
+        query = sql.SQL(
+            "SELECT set_config('statement_timeout', %s, true), set_config('TimeZone', 'UTC', true)"
+        )
+        return Statement("setup", sql.Composed([query]), (str(timeout_ms),))
 
     # ------------------------------------------------------------------ samples
     def first(self) -> Statement:
