@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -411,22 +412,18 @@ def test_a_relation_never_analyzed_is_block_sampled_at_one_percent_and_counted_b
 
 @given(st.integers(-(10**12), 10**12), st.integers(0, 10**12), st.integers(0, 2**32))
 def test_random_integer_starts_lie_within_the_key_bounds(lo: int, span: int, seed: int) -> None:
-    import random
-
     starts = random_starts(lo, lo + span, 25, random.Random(seed))
     assert len(starts) == 25
     assert all(isinstance(s, int) and lo <= s <= lo + span for s in starts)
 
 
 @given(
-    st.datetimes(timezones=st.just(UTC)),
+    st.datetimes(max_value=datetime(9000, 1, 1), timezones=st.just(UTC)),
     st.timedeltas(timedelta(0), timedelta(days=3650)),
     st.integers(0, 99),
 )
 def test_random_time_starts_lie_within_the_key_bounds(lo: datetime, span: timedelta, seed: int) -> None:
-    import random
-
-    hi = lo + span if lo + span <= datetime.max.replace(tzinfo=UTC) else lo
+    hi = lo + span
     for start in random_starts(lo, hi, 10, random.Random(seed)):
         assert lo <= start <= hi
     day = lo.date()
@@ -435,8 +432,6 @@ def test_random_time_starts_lie_within_the_key_bounds(lo: datetime, span: timede
 
 
 def test_text_keys_have_no_random_points() -> None:
-    import random
-
     with pytest.raises(TypeError):
         random_starts("a", "z", 3, random.Random(1))
 
