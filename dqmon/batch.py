@@ -33,6 +33,9 @@ class MicroBatch:
     rows_produced: int | None = None
     # time the source spent decoding this batch (the rest of its poll time is fetching)
     decode_seconds: float = 0.0
+    # where rows_seen came from when it is not a count of records read (SQL source: count_query,
+    # catalog (an estimate), cursor (new rows since the last poll), rows_read); None for Kafka/replay
+    rows_seen_basis: str | None = None
     # the window did not cover the whole dataset (e.g. partitions assigned mid-window): counts
     # are not comparable with full windows
     partial: bool = False

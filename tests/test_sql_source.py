@@ -33,7 +33,7 @@ class FakeMonotonic:
 
 def make_source(
     dsn: str,
-    query: str,
+    query: str | None = None,
     *,
     store: StateStore | None = None,
     monotonic: FakeMonotonic | None = None,
@@ -43,7 +43,10 @@ def make_source(
         {
             "pipeline": "features",
             "datasets": [
-                {"name": "features_mv", "source": {"kind": "sql", "dsn": dsn, "query": query, **source}}
+                {
+                    "name": "features_mv",
+                    "source": {"kind": "sql", "dsn": dsn, **({"query": query} if query else {}), **source},
+                }
             ],
         }
     )
@@ -107,20 +110,37 @@ def test_snapshot_of_a_materialized_view_follows_concurrent_refreshes(
         src.close()
 
 
-def test_row_limit_bounds_the_sample_but_rows_seen_counts_every_matching_row(
+def test_row_limit_bounds_the_sample_and_rows_seen_says_where_its_count_came_from(
     trades: psycopg.Connection[Any], pg_schema_dsn: str
 ) -> None:
     trades.execute(
         "INSERT INTO trades (symbol, price, ts) SELECT 'X', g, now() FROM generate_series(1, 997) g"
     )
-    src, _ = make_source(pg_schema_dsn, "select * from trades;", row_limit=50)
-    try:
-        batch = src.poll_batch(0)
-        assert batch is not None
-        assert batch.rows_seen == 1000
-        assert batch.rows_sampled == batch.df.height == 50
-    finally:
-        src.close()
+    trades.execute("ANALYZE trades")
+    cases: list[tuple[dict[str, Any], int, str, bool]] = [
+        # the first rows of a query: a count of rows read, which the limit cut short
+        ({"query": "select * from trades;"}, 50, "rows_read", True),
+        # the user's count statement, exact
+        (
+            {"query": "select * from trades", "count_query": "select count(*) from trades"},
+            1000,
+            "count_query",
+            False,
+        ),
+        # PostgreSQL's catalog estimate of the relation (exact right after ANALYZE)
+        ({"relation": "trades", "sample": {"method": "full"}, "volume": "catalog"}, 1000, "catalog", False),
+        # a full read past row_limit is truncated, and says so
+        ({"relation": "trades", "sample": {"method": "full"}}, 50, "rows_read", True),
+    ]
+    for source, seen, basis, partial in cases:
+        src, _ = make_source(pg_schema_dsn, row_limit=50, **source)
+        try:
+            batch = src.poll_batch(0)
+            assert batch is not None, source
+            assert (batch.rows_seen, batch.rows_seen_basis, batch.partial) == (seen, basis, partial), source
+            assert batch.rows_sampled == batch.df.height == 50
+        finally:
+            src.close()
 
 
 def test_incremental_cursor_reads_only_new_rows_and_survives_a_restart(
@@ -134,17 +154,20 @@ def test_incremental_cursor_reads_only_new_rows_and_survives_a_restart(
         first = src.poll_batch(0)
         assert first is not None
         assert first.df["id"].to_list() == [2, 3]
-        assert first.rows_seen == 3
+        # the newest rows are no increment: a volume check must not judge them
+        assert (first.rows_seen, first.rows_seen_basis, first.partial) == (2, "cursor", True)
 
         trades.execute("INSERT INTO trades (symbol, price, ts) VALUES ('A', 1, now()), ('B', 2, now())")
         second = poll_now(src, tick)
         assert second is not None
         assert second.df["id"].to_list() == [4, 5]
+        # exactly row_limit new rows: maybe more are waiting, so the count is only a lower bound
+        assert (second.rows_seen, second.partial) == (2, True)
 
         empty = poll_now(src, tick)
         assert empty is not None
         assert empty.df.height == 0
-        assert empty.rows_seen == 0
+        assert (empty.rows_seen, empty.partial) == (0, False)
         assert empty.df.columns == ["id", "symbol", "price", "ts"]
         assert empty.df.schema["price"] == pl.Float64
     finally:
@@ -304,7 +327,7 @@ def test_window_bounds_follow_the_clock(trades: psycopg.Connection[Any], pg_sche
         batch = src.poll_batch(0)
         assert batch is not None
         assert batch.window_end - batch.window_start == timedelta(minutes=1)
-        assert src.next_due_in == timedelta(minutes=1)
+        assert src.poll_batch(0) is None  # it paces itself: the next poll is a minute away
     finally:
         src.close()
 

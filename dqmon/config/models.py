@@ -90,16 +90,116 @@ class KafkaSource(SourceSpec):
         return self
 
 
+_SQL_NAME = r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$"
+SqlSampleMethod = Literal["system", "bernoulli", "key_ranges", "cursor", "full", "first"]
+_BLOCK_METHODS = ("system", "bernoulli")
+
+
+class SqlSample(StrictModel):
+    """How a poll picks its rows (docs/sql-source.md has each method's statements and cost)."""
+
+    method: SqlSampleMethod = Field(
+        description="system/bernoulli: TABLESAMPLE of `relation` (PostgreSQL); key_ranges: short index "
+        "range scans at random points of `key`; cursor: rows newer than the last `column` value; "
+        "full: the whole relation (small views only); first: the query's first rows (cheap, not fair)"
+    )
+    percent: float | None = Field(
+        None, gt=0, le=100, description="system/bernoulli: share sampled; default from the catalog estimate"
+    )
+    key: str | None = Field(None, description="key_ranges: an indexed numeric, date or timestamp column")
+    ranges: int = Field(20, ge=1, le=1000, description="key_ranges: range scans per poll")
+    column: str | None = Field(None, description="cursor: the increasing, indexed column")
+    seed: int | None = Field(None, description="random start points and TABLESAMPLE seeds (tests)")
+
+    @model_validator(mode="after")
+    def _fields_of_method(self) -> SqlSample:
+        if self.percent is not None and self.method not in _BLOCK_METHODS:
+            raise ValueError(f"percent applies to system and bernoulli, not {self.method}")
+        if (self.key is None) == (self.method == "key_ranges"):
+            raise ValueError("key is required by key_ranges and only used by it")
+        if (self.column is None) == (self.method == "cursor"):
+            raise ValueError("column is required by cursor and only used by it")
+        return self
+
+
 class SqlSource(SourceSpec):
     kind: Literal["sql"]
     dsn: SecretStr = Field(description="postgresql://... DSN, usually ${ENV}; never logged")
-    query: str = Field(description="a SELECT; run read-only with a statement timeout")
-    every: Duration = Field(timedelta(seconds=30), description="sampling interval")
-    timeout: Duration = Field(timedelta(seconds=10), description="statement timeout")
-    row_limit: int = Field(100_000, ge=1, le=10_000_000)
-    cursor_column: str | None = Field(
-        None, description="read only rows with this column greater than the last seen value"
+    relation: str | None = Field(
+        None, pattern=_SQL_NAME, description="table or (materialized) view, [schema.]name, quoted as given"
     )
+    columns: list[str] = Field(default_factory=list, description="columns of `relation`; default all")
+    query: str | None = Field(None, description="a SELECT instead of relation; run as a subquery")
+    every: Duration = Field(timedelta(seconds=30), description="sampling interval")
+    timeout: Duration = Field(timedelta(seconds=10), description="statement timeout of every statement")
+    row_limit: int = Field(100_000, ge=1, le=10_000_000)
+    cursor_column: str | None = Field(None, description="shorthand for sample: {method: cursor, column: ...}")
+    sample: SqlSample | None = Field(
+        None, description="default: cursor with cursor_column, system with relation, first with query"
+    )
+    volume: Literal["auto", "catalog", "count_query", "cursor", "rows_read"] = Field(
+        "auto", description="where rows_seen comes from; auto: count_query, cursor, catalog, rows_read"
+    )
+    count_query: str | None = Field(None, description="a SELECT returning the row count (one value)")
+    freshness: Literal["aggregate", "sample"] = Field(
+        "aggregate", description="aggregate: max() in its own statement; sample: newest row of the sample"
+    )
+    freshness_column: str | None = Field(
+        None, description="max() of it is the newest record time; default: event_time or the cursor column"
+    )
+    freshness_query: str | None = Field(None, description="a SELECT returning the newest time instead")
+
+    @property
+    def method(self) -> SqlSampleMethod:
+        return self.sampling.method
+
+    @property
+    def sampling(self) -> SqlSample:
+        """The effective sample settings, with the defaults filled in."""
+        if self.sample is not None:
+            return self.sample
+        if self.cursor_column is not None:
+            return SqlSample(method="cursor", column=self.cursor_column)
+        return SqlSample(method="system" if self.relation is not None else "first")
+
+    @property
+    def volume_basis(self) -> str:
+        if self.volume != "auto":
+            return self.volume
+        if self.count_query is not None:
+            return "count_query"
+        if self.method == "cursor":
+            return "cursor"
+        return "catalog" if self.relation is not None and self.method != "full" else "rows_read"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SqlSource:
+        if (self.relation is None) == (self.query is None):
+            raise ValueError("give exactly one of relation (a table or view name) and query")
+        if self.columns and self.relation is None:
+            raise ValueError("columns selects from relation; a query names its own columns")
+        if self.cursor_column is not None and self.sample is not None:
+            raise ValueError("cursor_column is shorthand for sample: {method: cursor}; give one of them")
+        method = self.method
+        if method in _BLOCK_METHODS and self.relation is None:
+            raise ValueError(
+                f"sample method {method} needs relation: TABLESAMPLE applies to a table or materialized "
+                "view, not to a query"
+            )
+        needed = self.sampling.column or self.sampling.key
+        if self.columns and needed is not None and needed not in self.columns:
+            raise ValueError(f"columns must include {needed!r}: the sample method reads it back")
+        if self.volume == "catalog" and self.relation is None:
+            raise ValueError("volume catalog reads the catalog estimate of relation; give relation")
+        if self.volume == "cursor" and method != "cursor":
+            raise ValueError("volume cursor counts the rows a cursor read; use sample method cursor")
+        if (self.volume == "count_query") != (self.count_query is not None) and self.volume != "auto":
+            raise ValueError("volume count_query and count_query go together")
+        if self.freshness_column is not None and self.freshness_query is not None:
+            raise ValueError("give freshness_column or freshness_query, not both")
+        if self.freshness == "sample" and (self.freshness_column or self.freshness_query):
+            raise ValueError("freshness sample reads the sample; freshness_column/_query need aggregate")
+        return self
 
     def secrets(self) -> list[str]:
         return [self.dsn.get_secret_value()]

@@ -1,11 +1,13 @@
 """The SQL source: samples a materialized view or table over the Postgres wire protocol.
 
 PostgreSQL, RisingWave and Materialize all speak it. Each poll, due every `every`, is one
-READ ONLY transaction with a local statement timeout that reads at most `row_limit` rows,
-either a snapshot of the whole relation or, with `cursor_column`, only the rows newer than
-the last value seen (persisted in the state store, so a restart continues where it stopped).
+READ ONLY transaction with a local statement timeout (for each of its statements) that picks at
+most `row_limit` rows by the dataset's sample method (sql_sampling.py builds the statements),
+then reads the volume (cursor increment, catalog estimate or `count_query`) and the freshness
+(`max()` of the event-time column) each in its own cheap statement. No statement scans the
+relation unless the config asks for it (`full`, `bernoulli`, an unindexed column).
 
-Faults never escape `poll_batch`: an unreachable server or a failed query returns None,
+Faults never escape `poll_batch`: an unreachable server or a failed statement returns None,
 reports `up=False` with a redacted reason in `facts()`, and is retried with backoff. The DSN
 is a secret: it is never logged and is scrubbed from every message this module produces.
 """
@@ -14,17 +16,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import polars as pl
 import psycopg
-from psycopg import errors as pg_errors
-from psycopg import sql
 from psycopg.types.numeric import FloatLoader
 
 from dqmon.batch import MicroBatch
@@ -33,83 +35,35 @@ from dqmon.config.models import SqlSource as SqlSourceConfig
 from dqmon.errors import SourceError
 from dqmon.facts import SourceFacts
 from dqmon.registry import SOURCES
-from dqmon.secrets import Redactor
 from dqmon.sources.base import Source, SourceContext
+from dqmon.sources.sql_cursor import CursorStore
+from dqmon.sources.sql_decode import DecodeError, as_utc, describe_query, newest_time, read_frame
+from dqmon.sources.sql_faults import connect_error, redact, statement_error
+from dqmon.sources.sql_sampling import BlockRate, Statement, StatementBuilder, estimated_rows, random_starts
 from dqmon.state.store import KeyValueState
 
 log = logging.getLogger(__name__)
 
-_TOTAL_COLUMN = "__dqmon_rows_matched"
 _MAX_BACKOFF_S = 60.0
-
-# Postgres type OIDs → Polars dtypes, so an all-null or empty result still has typed columns.
-# numeric is loaded as float (FloatLoader below): checks compare and bin, they do not do accounting.
-_PG_DTYPES: dict[int, pl.DataType] = {
-    16: pl.Boolean(),
-    20: pl.Int64(),
-    21: pl.Int16(),
-    23: pl.Int32(),
-    700: pl.Float32(),
-    701: pl.Float64(),
-    1700: pl.Float64(),
-    18: pl.String(),
-    19: pl.String(),
-    25: pl.String(),
-    1042: pl.String(),
-    1043: pl.String(),
-    2950: pl.String(),
-    1082: pl.Date(),
-    1083: pl.Time(),
-    1114: pl.Datetime("us"),
-    1184: pl.Datetime("us", "UTC"),
-}
-
-# Text forms (COPY ... CSV, session time zone UTC) → typed columns, for the bulk path: when every
-# column has a type of _PG_DTYPES the rows arrive as one CSV parsed by Polars, not as Python tuples
-# (measured at 100k rows: ~250 ms a poll instead of ~440 ms). Any other type takes the row path.
-_TEXT_FORMATS: dict[int, tuple[pl.Date | pl.Time | pl.Datetime, str]] = {
-    1082: (pl.Date(), "%Y-%m-%d"),
-    1083: (pl.Time(), "%H:%M:%S%.f"),
-    1114: (pl.Datetime("us"), "%Y-%m-%d %H:%M:%S%.f"),
-    1184: (pl.Datetime("us", "UTC"), "%Y-%m-%d %H:%M:%S%.f%#z"),
-}
-
-
-def _from_text(name: str, oid: int) -> pl.Expr:
-    column = pl.col(name)
-    if oid == 16:
-        return column == "t"
-    if oid in _TEXT_FORMATS:
-        return column.str.strptime(*_TEXT_FORMATS[oid])
-    return column.cast(_PG_DTYPES[oid])
-
-
-def redact(text: str, secret: str) -> str:
-    """`text` without the DSN, its password, or any credentials that look like a DSN's."""
-    return Redactor([secret, _password_of(secret) or ""]).redact(text)
-
-
-def _password_of(dsn: str) -> str | None:
-    try:
-        password = psycopg.conninfo.conninfo_to_dict(dsn).get("password")
-    except psycopg.ProgrammingError:
-        return None
-    return str(password) if password else None
+_NUMERIC_OID = 1700
 
 
 @dataclass(frozen=True)
 class _Fetched:
     df: pl.DataFrame
-    rows_matched: int
+    rows_seen: int
+    basis: str
+    partial: bool
+    newest: datetime | None
     queried_at: datetime
+    cursor: Any = None  # the cursor's new position, stored once the whole poll succeeded
 
 
 @SOURCES.add("sql")
 class SqlSource(Source):
-    """A `kind: sql` dataset: a scheduled, read-only, bounded query into a MicroBatch.
+    """A `kind: sql` dataset: a scheduled, read-only, bounded sample into a MicroBatch.
 
-    The first incremental poll (no stored cursor) reads the newest `row_limit` rows, as a
-    Kafka consumer starting at `latest` would, rather than replaying the whole relation.
+    `last_statements` holds the statements of the latest poll, as sent (tests EXPLAIN them).
     """
 
     config_type = SqlSourceConfig
@@ -130,15 +84,17 @@ class SqlSource(Source):
         store: KeyValueState,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
     ) -> None:
         if not isinstance(dataset.source, SqlSourceConfig):
             raise TypeError(f"dataset {dataset.name!r} is not a sql source")
         self.pipeline = pipeline.pipeline
         self.dataset = dataset
         self.config: SqlSourceConfig = dataset.source
-        self._store = store
+        self.sampling = self.config.sampling
         self._clock = clock
         self._monotonic = monotonic
+        self._rng = rng or random.Random(self.sampling.seed)
         self._closed = threading.Event()
         self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
         self._next_due = 0.0
@@ -147,7 +103,21 @@ class SqlSource(Source):
         self._up = False
         self._error: str | None = None
         self._newest: datetime | None = None
-        self._cursor_value: Any = None
+        self._cursor = CursorStore(
+            store, f"{self.pipeline}/{dataset.name}/source/sql/cursor", self.sampling.column
+        )
+        freshness_column = None
+        if self.config.freshness == "aggregate":
+            freshness_column = self.config.freshness_column or dataset.event_time or self.sampling.column
+        self.statements = StatementBuilder(
+            self.config, freshness_column=freshness_column, row_limit=self.row_limit
+        )
+        self._block_rate = BlockRate(self.sampling.percent, self.row_limit)
+        self._logged: set[str] = set()
+        self._warned: set[str] = set()
+        self._first_cursor_poll, self._freshness_off = False, False
+        self._pending_cursor: Any = None
+        self.last_statements: list[Statement] = []
         self.last_error: SourceError | None = None
         # failures by bounded reason (connect, statement_timeout, read_only, query, decode)
         self.error_counts: dict[str, int] = {}
@@ -159,12 +129,19 @@ class SqlSource(Source):
 
     @property
     def cursor_key(self) -> str:
-        return f"{self.pipeline}/{self.dataset.name}/source/sql/cursor"
+        return self._cursor.key
 
     def start(self) -> None:
         self._closed.clear()
-        self._restore_cursor()
+        restored = self._cursor.restore()
+        self._newest = as_utc(restored) or self._newest
         self._next_due = self._monotonic()
+        if self.sampling.method == "first":
+            self._warn_once(
+                "first",
+                "sample method first reads the same first rows every poll: "
+                "not a fair sample; give relation: and a sample method (docs/sql-source.md)",
+            )
 
     def close(self) -> None:
         self._closed.set()
@@ -176,7 +153,7 @@ class SqlSource(Source):
         )
 
     def poll_batch(self, timeout: float) -> MicroBatch | None:
-        """Run the query when its `every` tick is due within `timeout` seconds, else None."""
+        """Run the poll when its `every` tick is due within `timeout` seconds, else None."""
         wait = self._next_due - self._monotonic()
         if wait > timeout:
             self._closed.wait(max(timeout, 0.0))
@@ -199,7 +176,7 @@ class SqlSource(Source):
         self._up, self._error, self.last_error = True, None, None
         return self._to_batch(fetched)
 
-    # ------------------------------------------------------------------ internals
+    # ------------------------------------------------------------------ logging and faults
     def _fail(self, exc: SourceError) -> None:
         reason = exc.code or "query"
         self.error_counts[reason] = self.error_counts.get(reason, 0) + 1
@@ -214,26 +191,39 @@ class SqlSource(Source):
             },
         )
 
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning("sql source %s/%s: %s", self.pipeline, self.dataset.name, message)
+
     def _secret(self) -> str:
         return self.config.dsn.get_secret_value()
 
+    def _sent(self, statement: Statement) -> None:
+        """Remember a statement of this poll; log each distinct one once per dataset."""
+        self.last_statements.append(statement)
+        template = statement.template()
+        if template not in self._logged:
+            self._logged.add(template)
+            log.debug(
+                "sql source %s/%s sends (%s): %s",
+                self.pipeline,
+                self.dataset.name,
+                statement.purpose,
+                redact(template, self._secret()),
+            )
+
+    # ------------------------------------------------------------------ connection
     def _connect(self) -> psycopg.Connection[tuple[Any, ...]]:
         if self._conn is not None and not self._conn.closed:
             return self._conn
         connect_timeout = max(1, min(10, int(self.config.timeout.total_seconds())))
         try:
             conn = psycopg.connect(
-                self._secret(),
-                autocommit=True,
-                connect_timeout=connect_timeout,
-                application_name="dqmon",
+                self._secret(), autocommit=True, connect_timeout=connect_timeout, application_name="dqmon"
             )
         except Exception as exc:  # noqa: BLE001 - never crash the monitor
-            raise SourceError(
-                f"cannot connect to the database of dataset {self.dataset.name!r}: "
-                f"{redact(str(exc), self._secret())}",
-                code="connect",
-            ) from None
+            raise connect_error(exc, self.dataset.name, self._secret()) from None
         conn.read_only = True  # every transaction starts as BEGIN READ ONLY
         conn.adapters.register_loader("numeric", FloatLoader)
         self._conn = conn
@@ -246,172 +236,160 @@ class SqlSource(Source):
                 self._conn.close()
             self._conn = None
 
-    def _statement(self) -> tuple[sql.Composed, tuple[Any, ...]]:
-        # `%` in the user's SQL must not be read as a placeholder by psycopg
-        user_query = sql.SQL(self.config.query.strip().rstrip(";").replace("%", "%%"))
-        base = sql.SQL("SELECT q.*, count(*) OVER () AS {total} FROM ({query}) AS q").format(
-            total=sql.Identifier(_TOTAL_COLUMN), query=user_query
-        )
-        column = self.config.cursor_column
-        if column is None:
-            return sql.SQL("{base} LIMIT %s").format(base=base), (self.row_limit,)
-        col = sql.Identifier(column)
-        if self._cursor_value is None:
-            # newest rows first, then re-sorted ascending after the fetch
-            return sql.SQL("{base} ORDER BY q.{col} DESC LIMIT %s").format(base=base, col=col), (
-                self.row_limit,
-            )
-        return (
-            sql.SQL("{base} WHERE q.{col} > %s ORDER BY q.{col} LIMIT %s").format(base=base, col=col),
-            (self._cursor_value, self.row_limit),
-        )
-
+    # ------------------------------------------------------------------ one poll
     def _fetch(self) -> _Fetched:
         conn = self._connect()
-        statement, params = self._statement()
-        timeout_ms = str(max(1, int(self.config.timeout.total_seconds() * 1000)))
+        timeout_ms = max(1, int(self.config.timeout.total_seconds() * 1000))
         queried_at = self._clock()
+        self.last_statements = []
         try:
             with conn.transaction(), conn.cursor() as cur:
-                cur.execute(
-                    "SELECT set_config('statement_timeout', %s, true), set_config('TimeZone', 'UTC', true)",
-                    (timeout_ms,),
-                )
-                df = self._read(cur, statement, params)
-        except pg_errors.QueryCanceled:
-            raise SourceError(
-                f"query of dataset {self.dataset.name!r} exceeded its statement timeout "
-                f"of {self.config.timeout.total_seconds():g}s and was canceled",
-                code="statement_timeout",
-            ) from None
-        except pg_errors.ReadOnlySqlTransaction as exc:
-            raise SourceError(
-                f"query of dataset {self.dataset.name!r} tried to write in a read-only transaction: "
-                f"{redact(exc.diag.message_primary or '', self._secret())}",
-                code="read_only",
-                retriable=False,
-            ) from None
-        except psycopg.OperationalError as exc:
-            self._disconnect()
-            raise SourceError(
-                f"lost the database of dataset {self.dataset.name!r}: {redact(str(exc), self._secret())}",
-                code="connect",
-            ) from None
+                self._one(cur, self.statements.setup(timeout_ms))
+                return self._poll(cur, queried_at)
         except psycopg.Error as exc:
-            if conn.closed or conn.broken:
+            if isinstance(exc, psycopg.OperationalError) or conn.closed or conn.broken:
                 self._disconnect()
-            message = exc.diag.message_primary or str(exc)
-            raise SourceError(
-                f"query of dataset {self.dataset.name!r} failed: {redact(message, self._secret())}",
-                code="query",
-                retriable=False,
+            purpose = self.last_statements[-1].purpose if self.last_statements else "setup"
+            raise statement_error(
+                exc,
+                dataset=self.dataset.name,
+                statement=purpose,
+                timeout_s=self.config.timeout.total_seconds(),
+                secret=self._secret(),
             ) from None
-        matched = int(df[_TOTAL_COLUMN][0]) if df.height else 0
-        df = df.drop(_TOTAL_COLUMN)
-        if self.config.cursor_column is not None and self._cursor_value is None and df.height:
-            df = df.reverse()
-        return _Fetched(df=df, rows_matched=matched, queried_at=queried_at)
+        except DecodeError as exc:
+            raise SourceError(
+                f"rows of dataset {self.dataset.name!r} could not be converted: {exc}", code="decode"
+            ) from None
 
-    def _read(
-        self, cur: psycopg.Cursor[tuple[Any, ...]], statement: sql.Composed, params: tuple[Any, ...]
-    ) -> pl.DataFrame:
-        """The query's rows as a DataFrame: one COPY read as CSV when its types allow, else row by row."""
-        cur.execute(sql.SQL("SELECT * FROM ({}) AS d LIMIT 0").format(statement), params)
-        description = cur.description or []
-        names = [d.name for d in description]
-        if len(set(names)) == len(names) and all(d.type_code in _PG_DTYPES for d in description):
-            copy = sql.SQL("COPY ({}) TO STDOUT (FORMAT csv)").format(statement)
-            with cur.copy(copy, params) as stream:
-                data = b"".join(bytes(chunk) for chunk in stream)
-            try:
-                text = (
-                    pl.read_csv(data, has_header=False, new_columns=names, infer_schema=False)
-                    if data
-                    else pl.DataFrame(schema=dict.fromkeys(names, pl.String()))
+    def _poll(self, cur: psycopg.Cursor[tuple[Any, ...]], queried_at: datetime) -> _Fetched:
+        basis = self.config.volume_basis
+        method = self.sampling.method
+        estimate = None
+        if basis == "catalog" or (method in ("system", "bernoulli") and self.sampling.percent is None):
+            estimate = self._estimate(cur)
+        df, truncated = self._sample(cur, estimate)
+        rows_seen, partial = df.height, truncated
+        if basis == "count_query":
+            rows_seen, partial = self._count(cur), False
+        elif basis == "catalog" and estimate is not None:
+            rows_seen, partial = round(estimate), False
+        elif basis == "catalog":
+            basis = "rows_read"
+            self._warn_once("estimate", "no catalog estimate (never analyzed?): rows_seen counts rows read")
+        elif basis == "cursor":
+            # the first poll has no previous position: its rows are not an increment
+            partial = truncated or self._first_cursor_poll
+        newest = self._freshness(cur)
+        if newest is None and self.config.freshness == "sample":
+            newest = newest_time(df, (self.sampling.column, self.dataset.event_time))
+        return _Fetched(df, rows_seen, basis, partial, newest, queried_at, self._pending_cursor)
+
+    def _rows(self, cur: psycopg.Cursor[tuple[Any, ...]], statement: Statement) -> pl.DataFrame:
+        self._sent(Statement("describe", describe_query(statement.query), statement.params))
+        self._sent(statement)
+        return read_frame(cur, statement.query, statement.params)
+
+    def _one(self, cur: psycopg.Cursor[tuple[Any, ...]], statement: Statement) -> tuple[Any, ...] | None:
+        self._sent(statement)
+        cur.execute(statement.query, statement.params)
+        return cur.fetchone()
+
+    def _sample(
+        self, cur: psycopg.Cursor[tuple[Any, ...]], estimate: float | None
+    ) -> tuple[pl.DataFrame, bool]:
+        """The poll's rows, and whether row_limit cut them short."""
+        s, method = self.statements, self.sampling.method
+        self._first_cursor_poll, self._pending_cursor = False, None
+        if method in ("system", "bernoulli"):
+            percent = self._block_rate.percent(estimate)
+            df = self._rows(cur, s.block(method, percent, self._rng.randrange(2**31)))
+            truncated = self._block_rate.observe(df.height)
+            if truncated:
+                self._warn_once("block", "the sample filled row_limit: percent lowered for later polls")
+            return df, truncated
+        if method == "key_ranges":
+            return self._key_ranges(cur), False
+        if method == "cursor":
+            column = self.sampling.column or ""
+            after = self._cursor.value
+            self._first_cursor_poll = after is None
+            df = self._rows(cur, s.cursor(column, after))
+            if after is None and df.height:
+                df = df.reverse()
+            if df.height and column in df.columns:
+                self._pending_cursor = df[column].max()
+            return df, df.height >= self.row_limit
+        if method == "full":
+            df = self._rows(cur, s.full())
+            if df.height > self.row_limit:
+                self._warn_once(
+                    "full", f"the relation has more than row_limit={self.row_limit} rows: read truncated"
                 )
-                return text.select(_from_text(d.name, d.type_code) for d in description)
-            except Exception as exc:  # noqa: BLE001 - never crash the monitor
-                raise self._decode_error(exc) from None
-        cur.execute(statement, params)
-        rows = cur.fetchall()
-        schema = {d.name: _PG_DTYPES.get(d.type_code) for d in description}
-        try:
-            return pl.DataFrame(rows, schema=schema, orient="row", strict=False, infer_schema_length=None)
-        except Exception as exc:  # noqa: BLE001 - never crash the monitor
-            raise self._decode_error(exc) from None
+                return df.head(self.row_limit), True
+            return df, False
+        df = self._rows(cur, s.first())
+        return df, df.height >= self.row_limit
 
-    def _decode_error(self, exc: Exception) -> SourceError:
-        return SourceError(
-            f"rows of dataset {self.dataset.name!r} could not be converted: {type(exc).__name__}",
-            code="decode",
-        )
+    def _key_ranges(self, cur: psycopg.Cursor[tuple[Any, ...]]) -> pl.DataFrame:
+        key = self.sampling.key or ""
+        row = self._one(cur, self.statements.key_bounds(key))
+        key_oid = cur.description[0].type_code if cur.description else 0
+        if row is None or row[0] is None:
+            return self._rows(cur, self.statements.empty())
+        try:
+            starts = random_starts(row[0], row[1], self.sampling.ranges, self._rng)
+        except TypeError as exc:
+            raise SourceError(
+                f"dataset {self.dataset.name!r}: {exc}", code="query", retriable=False
+            ) from None
+        if key_oid == _NUMERIC_OID:
+            # compare numeric with numeric, or the key's index cannot serve the range
+            starts = [Decimal(repr(float(v))) for v in starts]
+        df = self._rows(cur, self.statements.key_ranges(key, starts))
+        # ranges that overlap return some rows twice; keep one of each
+        return df.unique(subset=[key], maintain_order=True) if key in df.columns else df
+
+    def _estimate(self, cur: psycopg.Cursor[tuple[Any, ...]]) -> float | None:
+        row = self._one(cur, self.statements.estimate())
+        return estimated_rows(*row) if row is not None else None
+
+    def _count(self, cur: psycopg.Cursor[tuple[Any, ...]]) -> int:
+        row = self._one(cur, self.statements.count())
+        try:
+            return int(row[0]) if row is not None else 0
+        except (TypeError, ValueError):
+            raise SourceError(
+                f"count_query of dataset {self.dataset.name!r} must return one number", code="query"
+            ) from None
+
+    def _freshness(self, cur: psycopg.Cursor[tuple[Any, ...]]) -> datetime | None:
+        statement = self.statements.freshness()
+        if statement is None or self._freshness_off:
+            return None
+        row = self._one(cur, statement)
+        value = row[0] if row else None
+        newest = as_utc(value)
+        if value is not None and newest is None:
+            # e.g. a numeric cursor column: no freshness to read, so stop asking
+            self._freshness_off = True
+            self._warn_once("freshness", f"max() gives a {type(value).__name__}, not a time: not sent again")
+        return newest
 
     def _to_batch(self, fetched: _Fetched) -> MicroBatch:
-        df = fetched.df
-        column = self.config.cursor_column
-        if column is not None and df.height and column in df.columns:
-            newest = df[column].max()
-            if newest is not None:
-                self._cursor_value = newest
-                self._persist_cursor(newest)
-        self._newest = self._newest_time(df) or self._newest
+        self._cursor.advance(fetched.cursor)
+        if fetched.newest is not None and (self._newest is None or fetched.newest > self._newest):
+            self._newest = fetched.newest
         start = self._last_poll or fetched.queried_at - self.config.every
         self._last_poll = fetched.queried_at
         return MicroBatch(
             pipeline=self.pipeline,
             dataset=self.dataset.name,
-            df=df,
+            df=fetched.df,
             window_start=start,
             window_end=fetched.queried_at,
-            rows_seen=fetched.rows_matched,
-            rows_sampled=df.height,
+            rows_seen=fetched.rows_seen,
+            rows_sampled=fetched.df.height,
+            rows_seen_basis=fetched.basis,
+            partial=fetched.partial,
         )
-
-    def _newest_time(self, df: pl.DataFrame) -> datetime | None:
-        for column in (self.config.cursor_column, self.dataset.event_time):
-            if column is None or column not in df.columns or df.height == 0:
-                continue
-            dtype = df.schema[column]
-            if isinstance(dtype, pl.Datetime) or dtype == pl.Date:
-                value = df[column].max()
-                if isinstance(value, datetime):
-                    return value if value.tzinfo else value.replace(tzinfo=UTC)
-                if isinstance(value, date):
-                    return datetime(value.year, value.month, value.day, tzinfo=UTC)
-        return None
-
-    # ------------------------------------------------------------------ cursor persistence
-    def _persist_cursor(self, value: Any) -> None:
-        if isinstance(value, datetime):
-            encoded: dict[str, Any] = {"type": "datetime", "value": value.isoformat()}
-        elif isinstance(value, date):
-            encoded = {"type": "date", "value": value.isoformat()}
-        elif isinstance(value, bool | int | float | str):
-            encoded = {"type": type(value).__name__, "value": value}
-        else:
-            encoded = {"type": "str", "value": str(value)}
-        encoded["column"] = self.config.cursor_column
-        self._store.put_state(self.cursor_key, encoded)
-
-    def _restore_cursor(self) -> None:
-        if self.config.cursor_column is None:
-            return
-        stored = self._store.get_state(self.cursor_key)
-        if not isinstance(stored, dict) or stored.get("column") != self.config.cursor_column:
-            return  # a changed cursor column makes the old position meaningless
-        kind, raw = stored.get("type"), stored.get("value")
-        if raw is None:
-            return
-        if kind == "datetime":
-            value: Any = datetime.fromisoformat(str(raw))
-            self._newest = value if value.tzinfo else value.replace(tzinfo=UTC)
-        elif kind == "date":
-            value = date.fromisoformat(str(raw))
-        else:
-            value = raw
-        self._cursor_value = value
-
-    @property
-    def next_due_in(self) -> timedelta:
-        """Time until the next poll runs (for status displays)."""
-        return timedelta(seconds=max(0.0, self._next_due - self._monotonic()))
