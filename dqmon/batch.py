@@ -36,6 +36,9 @@ class MicroBatch:
     # where rows_seen came from when it is not a count of records read (SQL source: count_query,
     # catalog (an estimate), cursor (new rows since the last poll), rows_read); None for Kafka/replay
     rows_seen_basis: str | None = None
+    # column -> newest value over the whole dataset, when the source reads it cheaply (a view's
+    # max(updated_at)); a sample's own newest row may come from a corner that stopped updating
+    newest_by_column: Mapping[str, datetime] = field(default_factory=dict)
     # the window did not cover the whole dataset (e.g. partitions assigned mid-window): counts
     # are not comparable with full windows
     partial: bool = False

@@ -258,6 +258,10 @@ def test_freshness_is_the_views_max_not_the_newest_row_of_the_sample(
         assert [s.template() for s in freshness] == ['SELECT max("updated_at") AS newest FROM "feed"']
         assert src.facts().newest_record_time == fresh
         assert engine.sweep(clock(), src.facts()) == []  # the feed is alive: no staleness
+        # nor does the batch's own freshness result page for the stale corner it sampled
+        (per_batch,) = engine.evaluate(batch)
+        assert per_batch.status == Status.OK, per_batch.message
+        assert per_batch.value is not None and per_batch.value < 60
         # the same corner judged by its own newest row looks an hour stale
         poll(by_sample)
         assert by_sample.facts().newest_record_time == stale

@@ -109,6 +109,8 @@ class SqlSource(Source):
         freshness_column = None
         if self.config.freshness == "aggregate":
             freshness_column = self.config.freshness_column or dataset.event_time or self.sampling.column
+        # the column whose dataset-wide newest value the freshness statement reads (for checks)
+        self._newest_column = freshness_column if self.config.freshness_query is None else dataset.event_time
         self.statements = StatementBuilder(
             self.config, freshness_column=freshness_column, row_limit=self.row_limit
         )
@@ -392,4 +394,11 @@ class SqlSource(Source):
             rows_sampled=fetched.df.height,
             rows_seen_basis=fetched.basis,
             partial=fetched.partial,
+            newest_by_column=(
+                {self._newest_column: fetched.newest}
+                if self._newest_column is not None
+                and fetched.newest is not None
+                and self.config.freshness == "aggregate"
+                else {}
+            ),
         )
