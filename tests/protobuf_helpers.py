@@ -58,7 +58,9 @@ VENUE_PATH = [0, 0]
 HEARTBEAT_PATH = [1]
 
 
-def compile_proto(text: str, name: str = "trade.proto") -> descriptor_pb2.FileDescriptorSet:
+def compile_proto(
+    text: str, name: str = "trade.proto", deps: dict[str, str] | None = None
+) -> descriptor_pb2.FileDescriptorSet:
     """protoc in-process, the test's own way (not the decoder's): --include_imports set."""
     from confluent_kafka.schema_registry.confluent import meta_pb2
     from confluent_kafka.schema_registry.confluent.type import decimal_pb2
@@ -70,8 +72,10 @@ def compile_proto(text: str, name: str = "trade.proto") -> descriptor_pb2.FileDe
         module.DESCRIPTOR.CopyToProto(known.file.add())
     include = os.path.join(os.path.dirname(protoc.__file__), "_proto")
     with tempfile.TemporaryDirectory() as tmp:
-        with open(os.path.join(tmp, name), "w") as f:
-            f.write(text)
+        for file_name, content in {**(deps or {}), name: text}.items():
+            os.makedirs(os.path.dirname(os.path.join(tmp, file_name)), exist_ok=True)
+            with open(os.path.join(tmp, file_name), "w") as f:
+                f.write(content)
         with open(os.path.join(tmp, "known.pb"), "wb") as f:
             f.write(known.SerializeToString())
         out = os.path.join(tmp, "out.pb")
@@ -79,6 +83,13 @@ def compile_proto(text: str, name: str = "trade.proto") -> descriptor_pb2.FileDe
         assert protoc.main([*args, "--include_imports", f"--descriptor_set_out={out}", name]) == 0
         with open(out, "rb") as f:
             return descriptor_pb2.FileDescriptorSet.FromString(f.read())
+
+
+def message_class(text: str, name: str, full_name: str, deps: dict[str, str] | None = None) -> Any:
+    pool = descriptor_pool.DescriptorPool()
+    for file in compile_proto(text, name, deps).file:
+        pool.Add(file)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName(full_name))
 
 
 _FILES = compile_proto(TRADE_PROTO)
