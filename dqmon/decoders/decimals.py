@@ -43,9 +43,15 @@ def _fraction_digits(value: Decimal) -> int:
 
 
 def _fits(value: Decimal, precision: int, scale: int) -> bool:
-    if not value.is_finite() or _fraction_digits(value.normalize(_EXACT)) > scale:
-        return False
-    return abs(value.scaleb(scale, _EXACT)) < Decimal(10) ** precision
+    """Whether Decimal(precision, scale) holds `value` exactly (from its digits, no arithmetic)."""
+    _, digits, exponent = value.as_tuple()
+    if not isinstance(exponent, int):
+        return False  # NaN or infinity
+    if -exponent > scale:  # maybe only trailing zeros past the scale: "1.500" at scale 2
+        _, digits, exponent = value.normalize(_EXACT).as_tuple()
+        if not isinstance(exponent, int) or -exponent > scale:
+            return False
+    return len(digits) + exponent <= precision - scale
 
 
 def exact_series(

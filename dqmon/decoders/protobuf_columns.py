@@ -134,8 +134,9 @@ class Columns:
             element = self._values(field, flat, flat_rows, trail)
         offsets = pa.array(np.concatenate(([0], np.cumsum(lengths))), type=pa.int64())
         listed = pa.LargeListArray.from_arrays(offsets, element.to_arrow())
-        series = pl.Series(field.name, listed)
-        return series
+        series = pl.from_arrow(listed)
+        assert isinstance(series, pl.Series)
+        return series.alias(field.name)
 
     def _values(
         self, field: FieldDescriptor, values: Sequence[Any], rows: IntArray, trail: tuple[str, ...]
