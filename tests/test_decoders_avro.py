@@ -73,7 +73,14 @@ DECIMAL_SCHEMA = {
             "name": "fee",
             "type": [
                 "null",
-                {"type": "fixed", "name": "Fee", "size": 16, "logicalType": "decimal", "precision": 38, "scale": 2},
+                {
+                    "type": "fixed",
+                    "name": "Fee",
+                    "size": 16,
+                    "logicalType": "decimal",
+                    "precision": 38,
+                    "scale": 2,
+                },
             ],
         },
         {
@@ -82,7 +89,10 @@ DECIMAL_SCHEMA = {
                 "type": "record",
                 "name": "Tax",
                 "fields": [
-                    {"name": "rate", "type": {"type": "bytes", "logicalType": "decimal", "precision": 5, "scale": 4}}
+                    {
+                        "name": "rate",
+                        "type": {"type": "bytes", "logicalType": "decimal", "precision": 5, "scale": 4},
+                    }
                 ],
             },
         },
@@ -101,7 +111,9 @@ def test_avro_decimals_are_exact_with_their_declared_precision_and_scale(registr
     decoder = AvroDecoder(SchemaRegistryClient({"url": registry_url}))
     amounts = ["1234567890123456.12345678", "0.10000001", "-9999999999999999999999.99999999"]
     values = [
-        framed_with(DECIMAL_SCHEMA, {"id": i, "amount": Decimal(a), "fee": None, "tax": {"rate": Decimal("0.0825")}})
+        framed_with(
+            DECIMAL_SCHEMA, {"id": i, "amount": Decimal(a), "fee": None, "tax": {"rate": Decimal("0.0825")}}
+        )
         for i, a in enumerate(amounts)
     ]
     decoded = decoder.decode(values)

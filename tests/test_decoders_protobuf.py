@@ -19,7 +19,9 @@ from tests.fixtures.schema_registry import SchemaRegistryDouble
 
 TEXT_ID, SERIALIZED_ID, REF_ID, BROKEN_ID, AVRO_ID = 11, 12, 13, 14, 15
 
-COMMON_PROTO = 'syntax = "proto3";\npackage common.v1;\nmessage Money { string currency = 1; int64 units = 2; }\n'
+COMMON_PROTO = (
+    'syntax = "proto3";\npackage common.v1;\nmessage Money { string currency = 1; int64 units = 2; }\n'
+)
 USES_REF_PROTO = """
 syntax = "proto3";
 package pay.v1;

@@ -65,7 +65,7 @@ def test_known_encodings() -> None:
 def test_reference_encoded_headers_parse_back(records) -> None:
     values = [header(i, p, short) + body for i, p, short, body in records]
     got = parsed(values)
-    for (schema_id, path, short, body), (status, gid, gpath, start), value in zip(
+    for (schema_id, path, _short, body), (status, gid, gpath, start), value in zip(
         records, got, values, strict=True
     ):
         assert (status, gid, gpath) == (wire.OK, schema_id, path)

@@ -74,7 +74,7 @@ class JsonSchemaDecoder:
 
     @classmethod
     def from_config(cls, config: SchemaRegistry) -> JsonSchemaDecoder:
-        from confluent_kafka.schema_registry import SchemaRegistryClient  # noqa: PLC0415
+        from confluent_kafka.schema_registry import SchemaRegistryClient
 
         conf: dict[str, Any] = {"url": config.url}
         if config.basic_auth is not None:
@@ -181,10 +181,10 @@ class Contract:
         if verdict == _OK:
             try:
                 df = self._typed(bodies[i].replace(b"\n", b" "))
-                if df.height == 1:
-                    return self._required(np.array([i], dtype=np.int64), df, verdicts)
             except Exception:  # noqa: BLE001 - valid JSON the contract rejects
-                pass
+                df = None
+            if df is not None and df.height == 1:
+                return self._required(np.array([i], dtype=np.int64), df, verdicts)
             verdicts[i] = SCHEMA_VIOLATION
         else:
             verdicts[i] = _REASON_OF.get(verdict, INVALID_JSON)
@@ -224,7 +224,9 @@ def _resolve(root: Any, node: Any, depth: int) -> Any:
             return {}
         target: Any = root
         for part in ref[2:].split("/"):
-            target = target.get(part.replace("~1", "/").replace("~0", "~")) if isinstance(target, dict) else None
+            target = (
+                target.get(part.replace("~1", "/").replace("~0", "~")) if isinstance(target, dict) else None
+            )
         node, depth = target, depth + 1
     return node
 

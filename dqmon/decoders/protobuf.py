@@ -70,7 +70,7 @@ class ProtobufDecoder:
 
     @classmethod
     def from_config(cls, config: SchemaRegistry) -> ProtobufDecoder:
-        from confluent_kafka.schema_registry import SchemaRegistryClient  # noqa: PLC0415
+        from confluent_kafka.schema_registry import SchemaRegistryClient
 
         conf: dict[str, Any] = {"url": config.url}
         if config.basic_auth is not None:
@@ -119,7 +119,7 @@ class ProtobufDecoder:
         path: tuple[int, ...],
         status: npt.NDArray[Any],
     ) -> tuple[npt.NDArray[Any], pl.DataFrame] | None:
-        from dqmon.decoders.protobuf_columns import Columns  # noqa: PLC0415
+        from dqmon.decoders.protobuf_columns import Columns
 
         schema = self._schema(schema_id)
         if schema is None:
@@ -161,11 +161,11 @@ class ProtobufDecoder:
                 return self._schemas[schema_id]
             if time.monotonic() - self._missing.get(schema_id, -_MISSING_TTL) < _MISSING_TTL:
                 return None
-            from dqmon.decoders import protobuf_schema  # noqa: PLC0415
+            from dqmon.decoders import protobuf_schema
 
             try:
                 schema = protobuf_schema.build(protobuf_schema.fetch_files(self.registry, schema_id))
-            except protobuf_schema.SchemaProblem as exc:
+            except protobuf_schema.ProtoSchemaError as exc:
                 log.warning("protobuf schema id %d unusable: %s", schema_id, exc)
                 self._missing[schema_id] = time.monotonic()
                 return None
@@ -182,8 +182,8 @@ def _parse_all(message_class: type[Any], bodies: list[bytes]) -> tuple[list[Any]
     parsed = np.ones(len(bodies), dtype=np.bool_)
     try:
         return list(map(message_class.FromString, bodies)), parsed
-    except Exception:  # noqa: BLE001 - DecodeError, or RecursionError on hostile nesting
-        pass
+    except Exception:  # noqa: BLE001, S110 - DecodeError, or RecursionError on hostile nesting
+        pass  # some body is bad: find which, below
     messages = []
     for i, body in enumerate(bodies):
         try:

@@ -72,12 +72,13 @@ IntArray = npt.NDArray[np.int64]
 def _field_meta(field: FieldDescriptor) -> dict[str, str]:
     """Confluent's `(confluent.field_meta).params` of a field (decimal precision/scale), if any."""
     try:
-        from confluent_kafka.schema_registry.confluent import meta_pb2  # noqa: PLC0415
+        from confluent_kafka.schema_registry.confluent import meta_pb2
 
+        extension = getattr(meta_pb2, "field_meta")  # noqa: B009 - generated, invisible to mypy
         options = field.GetOptions()
-        if not options.HasExtension(meta_pb2.field_meta):
+        if not options.HasExtension(extension):
             return {}
-        return dict(options.Extensions[meta_pb2.field_meta].params)
+        return dict(options.Extensions[extension].params)
     except Exception:  # noqa: BLE001 - options are advisory; a field without them is inferred
         return {}
 

@@ -62,7 +62,7 @@ _BUILTIN_MODULES = (
 )
 
 
-class SchemaProblem(Exception):
+class ProtoSchemaError(Exception):
     """A registered schema that cannot be turned into descriptors (logged, counted unknown_schema)."""
 
 
@@ -117,7 +117,7 @@ def fetch_files(registry: Any, schema_id: int) -> list[RegisteredFile]:
     """The root schema (last) and everything it references, dependencies first."""
     root = registry.get_schema(schema_id, fmt="serialized")
     if (root.schema_type or "AVRO").upper() != "PROTOBUF":
-        raise SchemaProblem(f"schema {schema_id} is {root.schema_type}, not PROTOBUF")
+        raise ProtoSchemaError(f"schema {schema_id} is {root.schema_type}, not PROTOBUF")
     files: dict[str, RegisteredFile] = {}
     _follow(registry, root.references or (), files, depth=0)
     files[ROOT_NAME] = as_file(ROOT_NAME, root.schema_str)
@@ -126,7 +126,7 @@ def fetch_files(registry: Any, schema_id: int) -> list[RegisteredFile]:
 
 def _follow(registry: Any, references: Iterable[Any], files: dict[str, RegisteredFile], depth: int) -> None:
     if depth > _MAX_REFERENCE_DEPTH:
-        raise SchemaProblem("schema references nest too deep")
+        raise ProtoSchemaError("schema references nest too deep")
     for ref in references:
         if ref.name in files or ref.name in builtin_files():
             continue
@@ -142,9 +142,9 @@ def compile_text(files: Sequence[RegisteredFile]) -> list[descriptor_pb2.FileDes
     so a text file may import them.
     """
     try:
-        from grpc_tools import protoc  # noqa: PLC0415 - optional dependency, only for .proto text
+        from grpc_tools import protoc
     except ImportError as exc:
-        raise SchemaProblem(
+        raise ProtoSchemaError(
             "the registry returned .proto text; compiling it needs the protobuf extra (grpcio-tools)"
         ) from exc
     include = os.path.join(os.path.dirname(protoc.__file__), "_proto")
@@ -157,7 +157,7 @@ def compile_text(files: Sequence[RegisteredFile]) -> list[descriptor_pb2.FileDes
             if f.text is not None:
                 path = os.path.join(tmp, f.name)
                 if not os.path.realpath(path).startswith(os.path.realpath(tmp) + os.sep):
-                    raise SchemaProblem(f"reference name {f.name!r} leaves the schema directory")
+                    raise ProtoSchemaError(f"reference name {f.name!r} leaves the schema directory")
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 with open(path, "w", encoding="utf-8") as out:
                     out.write(f.text)
@@ -175,7 +175,7 @@ def compile_text(files: Sequence[RegisteredFile]) -> list[descriptor_pb2.FileDes
         with _protoc_lock:  # protoc's main keeps global state
             status = protoc.main(args)
         if status != 0:
-            raise SchemaProblem("protoc could not compile the registered .proto text")
+            raise ProtoSchemaError("protoc could not compile the registered .proto text")
         with open(out_path, "rb") as src:
             compiled = descriptor_pb2.FileDescriptorSet.FromString(src.read())
     return list(compiled.file)
@@ -222,7 +222,7 @@ def build(files: Sequence[RegisteredFile]) -> ProtoSchema:
         if name in added:
             return
         if name in trail or name not in everything:
-            raise SchemaProblem(f"import {name!r} is missing or circular")
+            raise ProtoSchemaError(f"import {name!r} is missing or circular")
         for dependency in everything[name].dependency:
             add(dependency, (*trail, name))
         pool.Add(everything[name])
@@ -230,8 +230,8 @@ def build(files: Sequence[RegisteredFile]) -> ProtoSchema:
 
     try:
         add(ROOT_NAME, ())
-    except SchemaProblem:
+    except ProtoSchemaError:
         raise
-    except Exception as exc:  # noqa: BLE001 - the pool rejects inconsistent files with various types
-        raise SchemaProblem(f"descriptor pool rejected the schema: {type(exc).__name__}") from exc
+    except Exception as exc:
+        raise ProtoSchemaError(f"descriptor pool rejected the schema: {type(exc).__name__}") from exc
     return ProtoSchema(pool, everything[ROOT_NAME])
