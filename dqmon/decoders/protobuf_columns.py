@@ -98,6 +98,8 @@ class Columns:
             self.status[rows] = reason
 
     def frame(self, descriptor: Descriptor, messages: Sequence[Any]) -> pl.DataFrame:
+        if not descriptor.fields:  # a frame needs a column to have rows: name the message instead
+            return pl.DataFrame({"_message": [descriptor.full_name] * len(messages)})
         rows = np.arange(len(messages), dtype=np.int64)
         return pl.DataFrame(self._fields(descriptor, messages, rows, (descriptor.full_name,)))
 
