@@ -29,6 +29,7 @@ import "common/money.proto";
 message Payment { string id = 1; common.v1.Money amount = 2; repeated common.v1.Money fees = 3; }
 """
 RECURSIVE_PROTO = 'syntax = "proto3";\nmessage Node { string name = 1; repeated Node children = 2; }\n'
+PING_PROTO = 'syntax = "proto3";\npackage ops;\nmessage Ping {}\n'
 
 
 def registry() -> SchemaRegistryDouble:
@@ -42,6 +43,7 @@ def registry() -> SchemaRegistryDouble:
     reg.add(BROKEN_ID, "syntax = 'proto3'; message {", "PROTOBUF")
     reg.add(AVRO_ID, '{"type": "string"}')
     reg.add(16, RECURSIVE_PROTO, "PROTOBUF")
+    reg.add(17, PING_PROTO, "PROTOBUF")
     return reg
 
 
@@ -209,3 +211,23 @@ def test_confluent_decimal_bytes_round_trip_exactly(value) -> None:
     assert got == value
     series, bad = decimals.exact_series("x", [got], 30, 8)
     assert not bad[0] and series[0] == value
+
+
+def test_timestamps_outside_the_valid_range_are_invalid(decoder) -> None:
+    early, late, odd_nanos = h.trade(1), h.trade(2), h.trade(3)
+    early.executed_at.seconds = -62_135_596_801  # one second before 0001-01-01
+    late.fills[0].at.seconds = 253_402_300_800  # one second after 9999, inside a repeated field
+    odd_nanos.executed_at.nanos = -1
+    values = [h.framed(t, TEXT_ID) for t in (early, h.trade(4), late, odd_nanos)]
+    decoded = decoder.decode(values)
+    assert decoded.errors == {"invalid_protobuf": 3}
+    assert decoded.kept.tolist() == [False, True, False, False]
+    assert decoded.df["trade_id"].to_list() == [4]
+
+
+def test_a_message_without_fields_still_has_rows(decoder) -> None:
+    ping = h.message_class(PING_PROTO, "ping.proto", "ops.Ping")()
+    decoded = decoder.decode([h.framed(ping, 17), h.framed(ping, 17), h.framed(h.trade(1), TEXT_ID)])
+    assert decoded.errors == {}
+    assert decoded.df.height == 3
+    assert decoded.df["_message"].to_list() == ["ops.Ping", "ops.Ping", None]

@@ -63,7 +63,7 @@ _WRAPPERS = {
 _TIMESTAMP, _DURATION = "google.protobuf.Timestamp", "google.protobuf.Duration"
 _CONFLUENT_DECIMALS = {"confluent.type.Decimal", "confluent.types.Decimal"}
 _GOOGLE_DECIMAL = "google.type.Decimal"
-_MAX_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59Z, the end of Timestamp's valid range
+_MIN_SECONDS, _MAX_SECONDS = -62_135_596_800, 253_402_300_799  # Timestamp's valid range, years 0001 to 9999
 _RECURSION_LEVELS = 1  # how often a message type may appear inside itself before it becomes Binary
 
 IntArray = npt.NDArray[np.int64]
@@ -172,7 +172,7 @@ class Columns:
     def _timestamps(self, values: Sequence[Any], rows: IntArray) -> pl.Series:
         seconds = np.fromiter(map(attrgetter("seconds"), values), dtype=np.int64, count=len(values))
         nanos = np.fromiter(map(attrgetter("nanos"), values), dtype=np.int64, count=len(values))
-        bad = (np.abs(seconds) > _MAX_SECONDS) | (nanos < 0) | (nanos >= 1_000_000_000)
+        bad = (seconds < _MIN_SECONDS) | (seconds > _MAX_SECONDS) | (nanos < 0) | (nanos >= 1_000_000_000)
         self.flag(INVALID_PROTOBUF, rows[bad])
         micros = np.where(bad, 0, seconds) * 1_000_000 + np.where(bad, 0, nanos) // 1000
         return pl.Series(micros, dtype=pl.Int64).cast(pl.Datetime("us", "UTC"))
