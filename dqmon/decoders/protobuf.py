@@ -94,7 +94,10 @@ class ProtobufDecoder:
         frames: list[tuple[npt.NDArray[Any], pl.DataFrame]] = []
         if ok.size:
             keys = np.column_stack([headers.schema_ids[ok], headers.depth[ok], headers.paths[ok]])
-            groups, inverse = np.unique(keys, axis=0, return_inverse=True)
+            if (keys == keys[0]).all():  # the usual batch: one schema, one message type
+                groups, inverse = keys[:1], np.zeros(ok.size, dtype=np.int64)
+            else:
+                groups, inverse = np.unique(keys, axis=0, return_inverse=True)
             for g, key in enumerate(groups):
                 members = ok[inverse.ravel() == g]
                 schema_id, depth = int(key[0]), int(key[1])

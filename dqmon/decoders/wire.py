@@ -23,10 +23,11 @@ import numpy.typing as npt
 HEADER = 5
 MAX_DEPTH = 32  # message nesting a path may name; Confluent allows more, no real schema needs it
 _VARINT_BYTES = 10  # a 64-bit varint is at most ten bytes
-_PREFIX = HEADER + _VARINT_BYTES * (MAX_DEPTH + 1)  # bytes of each record the parse looks at
+_PREFIX = HEADER + _VARINT_BYTES * (MAX_DEPTH + 1)  # the longest header a valid record can have
+_SHORT_PREFIX = 16
 
-# per-record verdicts of the header parse
-OK, TRUNCATED, BAD_MAGIC, BAD_INDEX = range(4)
+# per-record verdicts of the header parse (_BEYOND: the header runs past the bytes looked at)
+OK, TRUNCATED, BAD_MAGIC, BAD_INDEX, _BEYOND = range(5)
 
 IntArray = npt.NDArray[np.int64]
 
@@ -71,9 +72,31 @@ def parse_schema_ids(values: Sequence[bytes]) -> Headers:
 
 
 def parse_protobuf_headers(values: Sequence[bytes]) -> Headers:
-    """Header plus message-indexes array of every record."""
+    """Header plus message-indexes array of every record.
+
+    A first pass looks at the first 16 bytes of each record, enough for nearly every real header
+    ([0] takes 6); the few whose indexes run on are parsed again from a prefix long enough for
+    the deepest path allowed.
+    """
+    first = _parse(values, _SHORT_PREFIX)
+    again = np.flatnonzero(first.status == _BEYOND)
+    if again.size == 0:
+        return first
+    second = _parse([values[i] for i in again.tolist()], _PREFIX)
+    second.status[second.status == _BEYOND] = BAD_INDEX  # cannot happen within MAX_DEPTH; be safe
+    width = max(first.paths.shape[1], second.paths.shape[1])
+    paths = np.full((len(values), width), -1, dtype=np.int64)
+    paths[:, : first.paths.shape[1]] = first.paths
+    paths[again] = -1
+    paths[again, : second.paths.shape[1]] = second.paths
+    for name in ("status", "depth", "body_start"):
+        getattr(first, name)[again] = getattr(second, name)
+    return Headers(first.status, first.schema_ids, paths, first.depth, first.body_start)
+
+
+def _parse(values: Sequence[bytes], width: int) -> Headers:
     n = len(values)
-    heads, lengths = _prefixes(values, _PREFIX)
+    heads, lengths = _prefixes(values, width)
     status = np.full(n, OK, dtype=np.int8)
     status[heads[:, 0] != 0] = BAD_MAGIC
     status[lengths < HEADER] = TRUNCATED
@@ -82,10 +105,10 @@ def parse_protobuf_headers(values: Sequence[bytes]) -> Headers:
     status[(status == OK) & ((count < 0) | (count > MAX_DEPTH))] = BAD_INDEX
     count = np.where(status == OK, count, 0)
     depth = np.maximum(count, 1)  # count 0 is the short form of the path [0]
-    width = int(depth.max(initial=1))
-    paths = np.full((n, width), -1, dtype=np.int64)
+    levels = int(depth.max(initial=1))
+    paths = np.full((n, levels), -1, dtype=np.int64)
     paths[:, 0] = 0
-    for level in range(width):
+    for level in range(levels):
         reading = (status == OK) & (count > level)
         if not reading.any():
             break
@@ -113,8 +136,8 @@ def _varints(
     """Read one zig-zag varint at `pos` of every active record; marks the ones that end early.
 
     Returns the decoded values and the position after each varint. A record whose bytes end
-    inside the varint is TRUNCATED; one whose varint runs past ten bytes (or past the part of
-    the record this parse looks at) is BAD_INDEX.
+    inside the varint is TRUNCATED; one whose varint runs past ten bytes is BAD_INDEX, past the
+    part of the record this pass looks at _BEYOND.
     """
     n = heads.shape[0]
     rows = np.arange(n)
@@ -127,7 +150,7 @@ def _varints(
         status[short] = TRUNCATED
         going &= ~short
         beyond = going & (at >= heads.shape[1])
-        status[beyond] = BAD_INDEX
+        status[beyond] = _BEYOND
         going &= ~beyond
         if not going.any():
             break
