@@ -51,6 +51,8 @@ def _fits(value: Decimal, precision: int, scale: int) -> bool:
         _, digits, exponent = value.normalize(_EXACT).as_tuple()
         if not isinstance(exponent, int) or -exponent > scale:
             return False
+    if digits == (0,):
+        return True  # zero has no integer digits, whatever its exponent
     return len(digits) + exponent <= precision - scale
 
 
