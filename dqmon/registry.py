@@ -119,7 +119,10 @@ CHECK_KINDS: Registry[type[Check[Any]]] = Registry(
 SOURCES: Registry[type[Source]] = Registry(
     "source kind", ("dqmon.sources.kafka", "dqmon.sources.sql", "dqmon.sources.replay")
 )
-DECODERS: Registry[DecoderFactory] = Registry("format", ("dqmon.decoders.json", "dqmon.decoders.avro"))
+DECODERS: Registry[DecoderFactory] = Registry(
+    "format",
+    ("dqmon.decoders.json", "dqmon.decoders.avro", "dqmon.decoders.protobuf", "dqmon.decoders.json_schema"),
+)
 NOTIFIERS: Registry[NotifierFactory] = Registry(
     "notifier",
     (

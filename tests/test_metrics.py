@@ -14,6 +14,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from dqmon.batch import MicroBatch
 from dqmon.decoders.avro import AvroDecoder
 from dqmon.decoders.json import JsonDecoder
+from dqmon.decoders.json_schema import JsonSchemaDecoder
+from dqmon.decoders.protobuf import ProtobufDecoder
 from dqmon.facts import ConsumerLag, SourceFacts
 from dqmon.results import CheckResult, Status
 from dqmon.telemetry.metrics import DqmonMetrics, decode_error_reasons, decode_reason_label
@@ -90,7 +92,7 @@ def test_unknown_decode_reason_and_stage_are_bounded(metrics: DqmonMetrics) -> N
 
 
 def test_every_decoder_reason_is_a_label_value() -> None:
-    for decoder in (JsonDecoder, AvroDecoder):
+    for decoder in (JsonDecoder, AvroDecoder, ProtobufDecoder, JsonSchemaDecoder):
         assert set(decoder.reasons) <= set(decode_error_reasons()), decoder.__name__
 
 

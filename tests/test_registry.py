@@ -79,9 +79,11 @@ def test_every_source_config_has_a_registered_source_and_vice_versa() -> None:
 
 
 def test_every_decoder_and_notifier_is_usable_from_its_registry() -> None:
-    assert {"json", "avro"} <= set(DECODERS.kinds())
+    assert {"json", "avro", "protobuf", "json_schema"} <= set(DECODERS.kinds())
     for _name, decoder in DECODERS.items():
         assert decoder.reasons and callable(decoder.from_source)
+    assert DECODERS.get("protobuf").needs_schema_registry
+    assert DECODERS.get("json_schema").needs_schema_registry
     assert {"log", "slack", "webhook", "pagerduty"} <= set(NOTIFIERS.kinds())
     assert set(build_notifiers(Settings())) == {"log"}  # the others are not configured
 

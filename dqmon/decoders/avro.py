@@ -5,7 +5,11 @@ schema id, each schema fetched once from the registry (confluent-kafka's client,
 parsed once by fastavro. fastavro has no batch reader for schemaless records, so the body of
 each record is read in a loop: that is the one per-record step, and it is in C.
 
-Reasons (bounded): bad_magic, truncated, unknown_schema, invalid_avro.
+Decimals stay exact: fastavro reads the `decimal` logical type as Python Decimals, and a field
+holding one gets its declared Polars Decimal(precision, scale) (dqmon/decoders/avro_types.py); a
+value with more digits than the declared precision is counted as invalid_decimal, never rounded.
+
+Reasons (bounded): bad_magic, truncated, unknown_schema, invalid_avro, invalid_decimal.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import numpy as np
 import polars as pl
 
 from dqmon.config.models import KafkaSource, SchemaRegistry
+from dqmon.decoders.avro_types import decimal_overrides
 from dqmon.decoders.base import Decoded, in_input_order
 from dqmon.registry import DECODERS
 
@@ -31,6 +36,7 @@ BAD_MAGIC = "bad_magic"
 TRUNCATED = "truncated"
 UNKNOWN_SCHEMA = "unknown_schema"
 INVALID_AVRO = "invalid_avro"
+INVALID_DECIMAL = "invalid_decimal"
 _HEADER = 5
 _MISSING_TTL = 30.0  # seconds before asking the registry again about an unknown schema id
 
@@ -39,12 +45,13 @@ _MISSING_TTL = 30.0  # seconds before asking the registry again about an unknown
 class AvroDecoder:
     """Decodes Confluent-framed Avro; schemas by id from a Schema Registry, cached for the process."""
 
-    reasons: ClassVar[tuple[str, ...]] = (BAD_MAGIC, TRUNCATED, UNKNOWN_SCHEMA, INVALID_AVRO)
+    reasons: ClassVar[tuple[str, ...]] = (BAD_MAGIC, TRUNCATED, UNKNOWN_SCHEMA, INVALID_AVRO, INVALID_DECIMAL)
     needs_schema_registry: ClassVar[bool] = True
 
     def __init__(self, registry: Any) -> None:
         self.registry = registry
         self._schemas: dict[int, Any] = {}
+        self._overrides: dict[int, dict[str, pl.DataType]] = {}
         self._missing: dict[int, float] = {}
 
     @classmethod
@@ -97,7 +104,8 @@ class AvroDecoder:
                 except Exception:  # noqa: BLE001 - never crash the monitor
                     status[i] = INVALID_AVRO
             if rows:
-                frames.append((np.array(row_index), pl.from_dicts(rows, infer_schema_length=None)))
+                overrides = self._overrides.get(int(schema_id), {})
+                frames.extend(_frames(rows, np.array(row_index, dtype=np.int64), overrides, status))
         kept = status == ""
         df = in_input_order(frames)
         reasons, counts = np.unique(status[~kept].astype(str), return_counts=True)
@@ -118,4 +126,29 @@ class AvroDecoder:
             self._missing[schema_id] = time.monotonic()
             return None
         self._schemas[schema_id] = parsed
+        self._overrides[schema_id] = decimal_overrides(parsed)
         return parsed
+
+
+def _frames(
+    rows: list[dict[str, Any]],
+    index: np.ndarray[Any, Any],
+    overrides: dict[str, pl.DataType],
+    status: np.ndarray[Any, Any],
+) -> list[tuple[np.ndarray[Any, Any], pl.DataFrame]]:
+    """One frame of the rows, or, when a decimal exceeds its declared precision, the rows around it.
+
+    Halving finds the k offending rows in about k·log(n) small builds; the clean batch is one build.
+    """
+    try:
+        df = pl.from_dicts(rows, infer_schema_length=None)
+        # a strict cast, not schema_overrides: those null an overflowing decimal inside a struct
+        return [(index, df.cast({c: t for c, t in overrides.items() if c in df.columns}, strict=True))]
+    except Exception:  # noqa: BLE001 - a value the declared dtype cannot hold exactly
+        if len(rows) == 1:
+            status[index] = INVALID_DECIMAL if overrides else INVALID_AVRO
+            return []
+    middle = len(rows) // 2
+    return _frames(rows[:middle], index[:middle], overrides, status) + _frames(
+        rows[middle:], index[middle:], overrides, status
+    )
