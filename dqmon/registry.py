@@ -114,6 +114,7 @@ CHECK_KINDS: Registry[type[Check[Any]]] = Registry(
         "dqmon.checks.sql",
         "dqmon.checks.lag",
         "dqmon.checks.great_expectations",
+        "dqmon.checks.duplicates",
     ),
 )
 SOURCES: Registry[type[Source]] = Registry(
