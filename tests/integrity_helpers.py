@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import pairwise
 from datetime import timedelta
+from itertools import pairwise
 from typing import Any
 
 import polars as pl
