@@ -115,6 +115,7 @@ CHECK_KINDS: Registry[type[Check[Any]]] = Registry(
         "dqmon.checks.lag",
         "dqmon.checks.great_expectations",
         "dqmon.checks.duplicates",
+        "dqmon.checks.sequence",
     ),
 )
 SOURCES: Registry[type[Source]] = Registry(
