@@ -116,6 +116,8 @@ CHECK_KINDS: Registry[type[Check[Any]]] = Registry(
         "dqmon.checks.great_expectations",
         "dqmon.checks.duplicates",
         "dqmon.checks.sequence",
+        "dqmon.checks.late",
+        "dqmon.checks.point_in_time",
     ),
 )
 SOURCES: Registry[type[Source]] = Registry(
