@@ -118,6 +118,7 @@ CHECK_KINDS: Registry[type[Check[Any]]] = Registry(
         "dqmon.checks.sequence",
         "dqmon.checks.late",
         "dqmon.checks.point_in_time",
+        "dqmon.checks.partitions",
     ),
 )
 SOURCES: Registry[type[Source]] = Registry(
