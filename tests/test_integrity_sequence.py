@@ -82,12 +82,20 @@ def test_a_gap_fails_and_names_the_key_and_the_state_is_kept_across_windows() ->
     first = [{"symbol": "BTC", "seq": 1}, {"symbol": "ETH", "seq": 7}, {"symbol": "BTC", "seq": 2}]
     (ok,) = eng.evaluate(micro_batch(first, SCHEMA, 0))
     assert ok.status == Status.OK and ok.value == 0
-    second = [{"symbol": "BTC", "seq": 6}, {"symbol": "ETH", "seq": 8}, {"symbol": "ETH", "seq": 8}]
+    second = [
+        {"symbol": "ETH", "seq": None},
+        {"symbol": "BTC", "seq": 6},
+        {"symbol": "ETH", "seq": 8},
+        {"symbol": "ETH", "seq": 8},
+    ]
     (bad,) = eng.evaluate(micro_batch(second, SCHEMA, 1))
     assert bad.status == Status.FAIL
     assert bad.details["missing"] == 3 and bad.details["gaps"] == 1 and bad.details["repeats"] == 1
     assert "3 numbers missing in 1 gaps" in bad.message and "repeated" not in bad.message
-    assert bad.details["worst_keys"][0]["symbol"] == "BTC"
+    assert bad.details["worst_keys"] == [
+        {"symbol": "BTC", "breaks": 1, "missing": 3},
+        {"symbol": "ETH", "breaks": 1, "missing": 0},
+    ]
 
 
 def test_least_recently_seen_keys_are_dropped_beyond_the_bound() -> None:

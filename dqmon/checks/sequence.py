@@ -57,13 +57,20 @@ def sequence_number(column: str, dtype: pl.DataType) -> pl.Expr:
 
 
 def steps(frame: pl.LazyFrame, state: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Per row of `frame` (h, s in arrival order, nulls dropped): the step from the key's previous
-    number. Returns (h, d per row) and the batch's last number per key."""
+    """Per row of `frame` (i = row of the batch, h, s; arrival order, nulls dropped): the step
+    from the key's previous number. Returns (i, h, d per row, sorted by key) and the batch's last
+    number per key.
+
+    Sorted by (key, arrival) the previous row is the key's previous record: no window function
+    over many small key groups (slow in Polars)."""
+    same = pl.col("h") == pl.col("h").shift(1)
     marked = (
-        frame.with_row_index("i")
-        .join(state.lazy().select("h", "last"), on="h", how="left")
-        .sort("i")
-        .with_columns(d=pl.col("s") - pl.coalesce(pl.col("s").shift(1).over("h"), pl.col("last")))
+        frame.join(state.lazy().select("h", "last"), on="h", how="left")
+        .sort("h", "i")
+        .with_columns(
+            d=pl.col("s")
+            - pl.when(same.fill_null(False)).then(pl.col("s").shift(1)).otherwise(pl.col("last"))
+        )
     )
     out, last = pl.collect_all(
         [marked.select("i", "h", "d"), frame.group_by("h").agg(pl.col("s").last().alias("last"))],
@@ -99,8 +106,10 @@ class SequenceCheck(Check[SequenceSpec]):
         if missing:
             return [self.result(self.violation, None, threshold, f"columns missing: {', '.join(missing)}")]
         key = pl.struct(spec.by).hash(HASH_SEED) if spec.by else pl.lit(0, pl.UInt64)
-        frame = df.lazy().select(
-            key.alias("h"), sequence_number(spec.column, df.schema[spec.column]).alias("s")
+        frame = (
+            df.lazy()
+            .with_row_index("i")
+            .select("i", key.alias("h"), sequence_number(spec.column, df.schema[spec.column]).alias("s"))
         )
         usable = frame.filter(pl.col("s").is_not_null())
         out, last = steps(usable, self.state)
@@ -136,20 +145,25 @@ class SequenceCheck(Check[SequenceSpec]):
 
     def _worst(self, df: pl.DataFrame, out: pl.DataFrame) -> list[dict[str, Any]]:
         """The keys with the most breaks in this batch, by value (details only, never labels)."""
-        keyed = df.select(self.spec.by).with_row_index("i").join(out, on="i")
-        breaks = (pl.col("d") != 1) & pl.col("d").is_not_null()
+        d = pl.col("d")
         top = (
-            keyed.group_by(self.spec.by)
-            .agg(
-                breaks.sum().alias("breaks"), (pl.col("d") - 1).filter(pl.col("d") > 1).sum().alias("missing")
-            )
-            .filter(pl.col("breaks") > 0)
-            .sort(["breaks", *self.spec.by], descending=[True] + [False] * len(self.spec.by))
+            out.lazy()
+            .filter(d.is_not_null() & (d != 1))
+            .group_by("h")
+            .agg(pl.len().alias("breaks"), (d - 1).clip(0).sum().alias("missing"), pl.col("i").first())
+            .sort(["breaks", "i"], descending=[True, False])
             .head(WORST_KEYS)
+            .collect(engine="in-memory")
         )
+        values = df.select(self.spec.by)[top["i"]]
+        rows = [
+            {**k, "breaks": b, "missing": m}
+            for k, b, m in zip(
+                values.to_dicts(), top["breaks"].to_list(), top["missing"].to_list(), strict=True
+            )
+        ]
         return [
-            {k: (v if isinstance(v, int | float | bool) else str(v)) for k, v in row.items()}
-            for row in top.to_dicts()
+            {k: (v if isinstance(v, int | float | bool) else str(v)) for k, v in row.items()} for row in rows
         ]
 
     def _advance(self, last: pl.DataFrame) -> int:
