@@ -7,12 +7,13 @@ from typing import Any
 import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from polars.testing.parametric import column, dataframes
 
 from dqmon.checks.duplicates_state import DuplicateState
 from dqmon.config.loader import load_checks
 from dqmon.results import Status
 from dqmon.state.store import MemoryStateStore
-from tests.checks_helpers import Clock, engine
+from tests.checks_helpers import Clock, batch, engine
 from tests.integrity_helpers import BASE, cuts, micro_batch, windows
 
 SCHEMA = {"_partition": pl.Int32, "k": pl.Int64, "v": pl.Int64, "event_ts": pl.Int64}
@@ -163,3 +164,46 @@ def test_spec_errors_point_at_the_file(tmp_path: Any) -> None:
     with pytest.raises(ConfigError) as info:
         load_checks(tmp_path)
     assert "p.yaml:6" in str(info.value)
+
+
+def test_records_without_a_key_are_counted_apart_and_never_duplicates() -> None:
+    eng = engine([{"duplicates": {"key": "k", "horizon": "1m"}}])
+    rows = [{"_partition": 0, "k": None, "v": 1, "event_ts": BASE}] * 3 + [
+        {"_partition": 0, "k": 1, "v": 1, "event_ts": BASE},
+        {"_partition": 0, "k": 1, "v": 1, "event_ts": BASE},
+    ]
+    (result,) = eng.evaluate(micro_batch(rows, SCHEMA))
+    assert result.details["null_keys"] == 3 and result.details["duplicates"] == 1
+    assert result.details["rows"] == 2 and result.value == 0.5
+    (result,) = eng.evaluate(micro_batch(rows[:3], SCHEMA, 1))
+    assert result.details["duplicates"] == 0 and result.status == Status.OK
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    dataframes(
+        [
+            column("k", allow_null=True),
+            column("seq", allow_null=True),
+            column("event_ts", allow_null=True),
+            column("feature_ts", allow_null=True),
+            column("_partition", allow_null=True),
+        ],
+        max_size=30,
+        allow_infinity=True,
+        allow_nan=True,
+    )
+)
+def test_the_integrity_checks_never_raise_on_arbitrary_frames(df: pl.DataFrame) -> None:
+    eng = engine(
+        [
+            {"duplicates": {"key": "k", "horizon": "1m"}},
+            {"sequence": {"column": "seq", "by": "k"}},
+            {"late_arrivals": {"max_delay": "1m"}},
+            {"point_in_time": {"feature_time": "feature_ts", "max_feature_age": "1m"}},
+        ]
+    )
+    for _ in range(2):  # the second pass meets the state the first one left
+        results = eng.evaluate(batch(df))
+        assert {r.kind for r in results} == {"duplicates", "sequence", "late_arrivals", "point_in_time"}
+        assert all(r.message for r in results)

@@ -118,7 +118,7 @@ class DuplicatesCheck(Check[DuplicatesSpec]):
         self.state = DuplicateState.from_json(ctx.store.get_baseline(self._key))
         self._persisted_at = ctx.clock().timestamp()
 
-    def _records(self, batch: MicroBatch) -> tuple[pl.LazyFrame, pl.Expr]:
+    def _records(self, batch: MicroBatch) -> tuple[pl.LazyFrame, pl.Expr, pl.Expr]:
         schema = batch.df.schema
         payload = self.spec.payload
         if payload is None:
@@ -126,13 +126,19 @@ class DuplicatesCheck(Check[DuplicatesSpec]):
         payload = [c for c in payload if c in schema]
         t, timed = time_expr(self.time_column, schema, batch.window_end)
         ph = pl.struct(payload).hash(HASH_SEED) if payload else pl.lit(0, pl.UInt64)
-        frame = batch.df.lazy().select(
-            partition_expr(schema).alias("part"),
-            pl.struct(self.spec.key).hash(HASH_SEED).alias("h"),
-            t.alias("t"),
-            ph.alias("ph"),
+        # a record without its whole key identifies nothing: counted apart, never a duplicate
+        keyed = pl.all_horizontal(pl.col(c).is_not_null() for c in self.spec.key)
+        frame = (
+            batch.df.lazy()
+            .filter(keyed)
+            .select(
+                partition_expr(schema).alias("part"),
+                pl.struct(self.spec.key).hash(HASH_SEED).alias("h"),
+                t.alias("t"),
+                ph.alias("ph"),
+            )
         )
-        return frame, timed
+        return frame, timed, keyed
 
     def finish(self, batch: MicroBatch, aggregates: Mapping[str, Any]) -> list[CheckResult]:
         threshold = f"rate <= {self.spec.max_rate:g}"
@@ -144,8 +150,10 @@ class DuplicatesCheck(Check[DuplicatesSpec]):
             return [
                 self.result(self.violation, None, threshold, f"key columns missing: {', '.join(missing)}")
             ]
-        frame, timed = self._records(batch)
-        untimed = rows - int(batch.df.select(timed.sum()).item()) if self.time_column else 0
+        frame, timed, keyed = self._records(batch)
+        counts = batch.df.select(timed.sum().alias("timed"), keyed.sum().alias("keyed")).row(0, named=True)
+        untimed = rows - int(counts["timed"]) if self.time_column else 0
+        null_keys, rows = rows - int(counts["keyed"]), int(counts["keyed"])
         flags, keys = judge(frame, self.state, self.horizon)
         dups = int(flags["dup"].sum())
         resends = int(flags["resend"].sum())
@@ -159,6 +167,7 @@ class DuplicatesCheck(Check[DuplicatesSpec]):
             "exact_resends": resends,
             "changed_payload": dups - resends,
             "rows": rows,
+            "null_keys": null_keys,
             "untimed_rows": untimed,
             "evicted_keys": evicted,
             "exact": self.state.evicted == 0,

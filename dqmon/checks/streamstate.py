@@ -43,8 +43,9 @@ def share(bad: int, rows: int) -> float | None:
 
 
 def partition_expr(schema: pl.Schema) -> pl.Expr:
-    """The batch's partition per row (Int32), or NO_PARTITION for sources without one."""
-    if PARTITION_COLUMN in schema:
+    """The batch's partition per row (Int32), or NO_PARTITION for sources without one (or a
+    `_partition` field of the record's own that is not a number)."""
+    if PARTITION_COLUMN in schema and schema[PARTITION_COLUMN].is_integer():
         return pl.col(PARTITION_COLUMN).cast(pl.Int32, strict=False).fill_null(NO_PARTITION)
     return pl.lit(NO_PARTITION, pl.Int32)
 
