@@ -26,7 +26,7 @@ import numpy as np
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from dqmon.batch import MicroBatch, PartitionWindow
+from dqmon.batch import MicroBatch
 from dqmon.config.models import Dataset, Pipeline
 from dqmon.config.models import KafkaSource as KafkaSourceConfig
 from dqmon.config.settings import Settings
@@ -39,6 +39,7 @@ from dqmon.sources.base import Source, SourceContext
 from dqmon.sources.kafka_broker import BrokerView
 from dqmon.sources.kafka_config import admin_config, consumer_config, redact, scrub
 from dqmon.sources.kafka_frame import messages_to_frame
+from dqmon.sources.kafka_partitions import PartitionCounter
 from dqmon.sources.sampling import keep_mask
 
 log = logging.getLogger(__name__)
@@ -60,35 +61,11 @@ class _Window:
         self.watermarks = watermarks
         self.messages: list[Message] = []  # sampled messages, in consume order
         self.seen = 0
-        self.partition_seen: dict[int, int] = {}  # records read per partition, before sampling
-        self.partition_newest: dict[int, int] = {}  # newest broker timestamp (ms) per partition
+        self.partitions = PartitionCounter()  # per-partition records read and newest timestamp
 
     @property
     def sampled(self) -> int:
         return len(self.messages)
-
-    def count(self, partitions: np.ndarray[Any, Any], timestamps: np.ndarray[Any, Any]) -> None:
-        """Per-partition records and newest timestamp of a consumed chunk (vectorised)."""
-        numbers, inverse, counts = np.unique(partitions, return_inverse=True, return_counts=True)
-        newest = np.full(numbers.size, np.iinfo(np.int64).min, dtype=np.int64)
-        np.maximum.at(newest, inverse, timestamps)
-        for p, n, t in zip(numbers.tolist(), counts.tolist(), newest.tolist(), strict=True):
-            self.partition_seen[p] = self.partition_seen.get(p, 0) + n
-            self.partition_newest[p] = max(t, self.partition_newest.get(p, t))
-
-    def partition_stats(
-        self, assigned: Sequence[int], after: Mapping[int, int] | None
-    ) -> dict[int, PartitionWindow]:
-        before = self.watermarks or {}
-        return {
-            p: PartitionWindow(
-                self.partition_seen.get(p, 0),
-                self.partition_newest.get(p),
-                before.get(p),
-                (after or {}).get(p),
-            )
-            for p in sorted(set(assigned) | set(self.partition_seen))
-        }
 
 
 @SOURCES.add("kafka")
@@ -230,7 +207,7 @@ class KafkaSource(Source):
         self._newest_ms = newest if self._newest_ms is None else max(self._newest_ms, newest)
         self._up, self._error = True, None
         partitions = np.fromiter(map(Message.partition, messages), np.int64, len(messages))
-        win.count(partitions, timestamps)
+        win.partitions.count(partitions, timestamps)
         if self.rate < 1.0:
             offsets = np.fromiter(map(Message.offset, messages), np.int64, len(messages))
             messages = list(compress(messages, keep_mask(partitions, offsets, self.rate)))
@@ -279,7 +256,7 @@ class KafkaSource(Source):
             rows_produced=produced,
             decode_seconds=decode_seconds,
             partial=partial,
-            partition_stats=win.partition_stats(self._assigned, after),
+            partition_stats=win.partitions.windows(self._assigned, win.watermarks, after),
         )
 
     def _drop_errors(self, messages: list[Message]) -> list[Message]:
