@@ -7,8 +7,11 @@ import time
 from datetime import timedelta
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dqmon.batch import MicroBatch, PartitionWindow
 from dqmon.checks.partitions import HEALTH_CODES
@@ -17,6 +20,7 @@ from dqmon.config.settings import Settings
 from dqmon.engine import DatasetEngine
 from dqmon.results import CheckResult, Status
 from dqmon.sources.kafka import KafkaSource
+from dqmon.sources.kafka_partitions import PartitionCounter
 from dqmon.state.store import MemoryStateStore
 from tests.checks_helpers import NOW, engine
 from tests.fixtures.broker import make_producer, produce
@@ -201,3 +205,23 @@ def test_partition_health_and_state_size_gauges_are_exported_and_capped() -> Non
     entries = value("dqmon_check_state_entries", check="duplicates", kind="duplicates")
     assert entries == 1.0
     assert (value("dqmon_check_state_bytes", check="duplicates", kind="duplicates") or 0) > 0
+
+
+@given(
+    chunks=st.lists(
+        st.lists(st.tuples(st.integers(0, 5), st.integers(0, 10**13)), min_size=1, max_size=30), max_size=5
+    )
+)
+def test_partition_counter_matches_a_per_message_count(chunks: list[list[tuple[int, int]]]) -> None:
+    counter = PartitionCounter()
+    seen: dict[int, int] = {}
+    newest: dict[int, int] = {}
+    for chunk in chunks:
+        counter.count(np.array([p for p, _ in chunk]), np.array([t for _, t in chunk], dtype=np.int64))
+        for p, t in chunk:
+            seen[p] = seen.get(p, 0) + 1
+            newest[p] = max(newest.get(p, t), t)
+    windows = counter.windows([0, 9], {0: 5, 9: 1}, {0: 7})
+    assert {p: w.seen for p, w in windows.items() if w.seen} == seen
+    assert {p: w.newest_ms for p, w in windows.items() if w.newest_ms is not None} == newest
+    assert windows[0].produced == 2 and windows[9].produced is None and windows[9].seen == 0
