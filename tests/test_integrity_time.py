@@ -127,6 +127,12 @@ def test_point_in_time_reports_leakage_and_stale_features_apart() -> None:
     assert leak.details["untimed_rows"] == 1
     clean = by_check(eng.evaluate(micro_batch(pit_rows((10, 0), (20, 1)), PIT_SCHEMA)))
     assert {r.status for r in clean.values()} == {Status.OK}
+    # max_rate covers both results unless one is overridden
+    shared = engine(
+        [{"point_in_time": {"feature_time": "feature_ts", "max_feature_age": "5m", "max_rate": 0.5}}]
+    )
+    results = by_check(shared.evaluate(micro_batch(rows, PIT_SCHEMA)))
+    assert {r.status for r in results.values()} == {Status.OK}
 
 
 def test_point_in_time_without_an_age_limit_and_with_epoch_numbers() -> None:

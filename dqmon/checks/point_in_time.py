@@ -35,8 +35,17 @@ class PointInTimeSpec(CheckSpec):
     tolerance: Duration = Field(
         timedelta(0), description="clock skew allowed before a feature newer than its event is leakage"
     )
-    max_leakage_rate: float = Field(0.0, ge=0, le=1, description="largest allowed share of leaking rows")
-    max_stale_rate: float = Field(0.0, ge=0, le=1, description="largest allowed share of stale rows")
+    max_rate: float = Field(0.0, ge=0, le=1, description="largest allowed share, for both results")
+    max_leakage_rate: float | None = Field(None, ge=0, le=1, description="override of max_rate for leakage")
+    max_stale_rate: float | None = Field(None, ge=0, le=1, description="override of max_rate for stale rows")
+
+    @property
+    def leakage_limit(self) -> float:
+        return self.max_rate if self.max_leakage_rate is None else self.max_leakage_rate
+
+    @property
+    def stale_limit(self) -> float:
+        return self.max_rate if self.max_stale_rate is None else self.max_stale_rate
 
 
 @register
@@ -91,7 +100,7 @@ class PointInTimeCheck(Check[PointInTimeSpec]):
                 names[0],
                 leaking,
                 timed,
-                self.spec.max_leakage_rate,
+                self.spec.leakage_limit,
                 f"{leaking} of {timed} rows use features computed after their event",
                 leak_details,
             )
@@ -104,7 +113,7 @@ class PointInTimeCheck(Check[PointInTimeSpec]):
                 stale_details["max_feature_age_seconds"] = round(float(age), 3)
             limit = format_duration(self.spec.max_feature_age)
             text = f"{stale} of {timed} rows use features older than {limit} at event time"
-            results.append(self._judge(names[1], stale, timed, self.spec.max_stale_rate, text, stale_details))
+            results.append(self._judge(names[1], stale, timed, self.spec.stale_limit, text, stale_details))
         return results
 
     def _judge(
