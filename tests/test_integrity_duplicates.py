@@ -127,6 +127,8 @@ def test_keys_older_than_the_horizon_are_forgotten_and_the_bound_is_reported() -
     late = [{"_partition": 0, "k": 4, "v": 0, "event_ts": BASE + 30}]  # 26 s later: beyond the horizon
     (result,) = eng.evaluate(micro_batch(late, SCHEMA, 1))
     assert result.details["duplicates"] == 0 and result.details["state_entries"] == 1
+    # the dropped keys are beyond the horizon now: the answer is exact again
+    assert result.details["exact"] is True and result.details["evicted_keys_total"] == 2
 
 
 def test_state_survives_a_restart_through_the_store() -> None:

@@ -170,14 +170,15 @@ class DuplicatesCheck(Check[DuplicatesSpec]):
             "null_keys": null_keys,
             "untimed_rows": untimed,
             "evicted_keys": evicted,
-            "exact": self.state.evicted == 0,
+            "exact": self.state.exact(self.horizon),
+            "evicted_keys_total": self.state.evicted,
             **self._memory(),
         }
         rate = share(dups, rows)
         what = f"{dups} of {rows} records repeat a key seen within {format_duration(self.spec.horizon)}"
         what += f" ({resends} exact re-sends, {dups - resends} with a new payload)"
-        if self.state.evicted:
-            what += f"; a lower bound: {self.state.evicted} keys dropped by max_keys {self.spec.max_keys}"
+        if not details["exact"]:
+            what += f"; a lower bound: keys within the horizon were dropped by max_keys {self.spec.max_keys}"
         status = self.violation if exceeds(dups, rows, self.spec.max_rate) else Status.OK
         return [self.result(status, rate, threshold, what, details=details)]
 

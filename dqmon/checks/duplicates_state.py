@@ -36,6 +36,13 @@ class DuplicateState:
     keys: pl.DataFrame = field(default_factory=empty_keys)
     newest: dict[int, float] = field(default_factory=dict)
     evicted: int = 0  # keys dropped by the memory bound while still within the horizon (cumulative)
+    evicted_until: float | None = None  # newest time among them: answers are exact again past it
+
+    def exact(self, horizon: float) -> bool:
+        """No key dropped by the bound could still be within the horizon of any partition."""
+        if self.evicted_until is None or not self.newest:
+            return self.evicted_until is None
+        return self.evicted_until < min(self.newest.values()) - horizon
 
     @property
     def size(self) -> int:
@@ -67,7 +74,8 @@ class DuplicateState:
         newest = dict(self.newest)
         for part, at in other.newest.items():
             newest[part] = max(at, newest.get(part, at))
-        return DuplicateState(keys, newest, self.evicted + other.evicted)
+        until = [u for u in (self.evicted_until, other.evicted_until) if u is not None]
+        return DuplicateState(keys, newest, self.evicted + other.evicted, max(until, default=None))
 
     def advance(self, batch_keys: pl.DataFrame, batch_newest: dict[int, float]) -> None:
         """Fold in a batch's keys (one row per key, its newest time, its latest payload hash)."""
@@ -102,14 +110,20 @@ class DuplicateState:
         over = self.keys.height - max_keys
         if over <= 0:
             return 0
-        self.keys = self.keys.sort("t", descending=True).head(max_keys)
+        ordered = self.keys.sort("t", descending=True)
+        dropped = ordered["t"][max_keys]  # the newest of the dropped keys
+        self.keys = ordered.head(max_keys)
         self.evicted += over
+        self.evicted_until = max(dropped, self.evicted_until or dropped)
         return over
 
     # ------------------------------------------------------------------ persistence
     def to_json(self) -> dict[str, Any]:
         return frame_payload(
-            self.keys, newest={str(p): t for p, t in self.newest.items()}, evicted=self.evicted
+            self.keys,
+            newest={str(p): t for p, t in self.newest.items()},
+            evicted=self.evicted,
+            evicted_until=self.evicted_until,
         )
 
     @classmethod
@@ -118,4 +132,10 @@ class DuplicateState:
             return cls()
         newest = {int(p): float(t) for p, t in (stored.get("newest") or {}).items()}
         keys = stored_frame(stored, SCHEMA, hashed=True)
-        return cls(keys if keys is not None else empty_keys(), newest, int(stored.get("evicted") or 0))
+        until = stored.get("evicted_until")
+        return cls(
+            keys if keys is not None else empty_keys(),
+            newest,
+            int(stored.get("evicted") or 0),
+            float(until) if until is not None else None,
+        )
