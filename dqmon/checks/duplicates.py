@@ -48,6 +48,9 @@ class DuplicatesSpec(CheckSpec):
     max_keys: int = Field(
         1_000_000, ge=1, le=50_000_000, description="bound on remembered keys (28 bytes each)"
     )
+    persist: bool = Field(
+        True, description="write the keys to the state store (at most once a minute) to survive restarts"
+    )
 
     @field_validator("key", "payload", mode="before")
     @classmethod
@@ -115,7 +118,8 @@ class DuplicatesCheck(Check[DuplicatesSpec]):
         self.time_column = spec.time or ctx.dataset.event_time
         self.horizon = spec.horizon.total_seconds()
         self._key = self.state_key("keys")
-        self.state = DuplicateState.from_json(ctx.store.get_baseline(self._key))
+        stored = ctx.store.get_baseline(self._key) if spec.persist else None
+        self.state = DuplicateState.from_json(stored)
         self._persisted_at = ctx.clock().timestamp()
 
     def _records(self, batch: MicroBatch) -> tuple[pl.LazyFrame, pl.Expr, pl.Expr]:
@@ -191,6 +195,6 @@ class DuplicatesCheck(Check[DuplicatesSpec]):
 
     def _persist(self) -> None:
         now = self.ctx.clock().timestamp()
-        if now - self._persisted_at >= PERSIST_EVERY_SECONDS:
+        if self.spec.persist and now - self._persisted_at >= PERSIST_EVERY_SECONDS:
             self._persisted_at = now
             self.ctx.store.put_baseline(self._key, self.state.to_json())
