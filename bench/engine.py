@@ -1,7 +1,10 @@
 """Engine benchmark: the standard suite on a seeded 1M-row trades batch, against a hand-written
 single fused Polars query computing the same numbers. Goal: engine speed >= 0.7x the hand query.
+The second suite (`--suite integrity`, bench/integrity.py) runs the cross-window checks over a
+stream of windows against hand-written queries keeping the same state; goal >= 0.8x, and the
+cross-window state's memory is printed.
 
-    python bench/engine.py [--rows 1000000] [--repeat 5]
+    python bench/engine.py [--suite standard|integrity|both] [--rows 1000000] [--repeat 5] [--windows 5]
 """
 
 from __future__ import annotations
@@ -186,11 +189,48 @@ def timed(fn: Any, repeat: int) -> tuple[float, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--suite", choices=("standard", "integrity", "both"), default="both")
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--reference-rows", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--windows", type=int, default=5, help="windows the integrity suite's rows span")
     args = parser.parse_args()
+    if args.suite in ("standard", "both"):
+        standard(args)
+    if args.suite in ("integrity", "both"):
+        integrity_suite(args)
 
+
+def integrity_suite(args: argparse.Namespace) -> None:
+    from bench import integrity
+
+    start = NOW.timestamp() - 60
+    frames = integrity.make_stream(args.rows, args.windows, start, seed=3)
+    batches = integrity.batches(frames, start)
+    integrity.run_engine(batches)  # warm-up
+    engine_s, results = timed(lambda: integrity.run_engine(batches), args.repeat)
+    integrity.hand_written(frames)
+    hand_s, hand = timed(lambda: integrity.hand_written(frames), args.repeat)
+    ours = integrity.engine_totals(results)
+    rows = sum(f.height for f in frames)
+    print(f"integrity suite: rows={rows:,} in {args.windows} windows, repeat={args.repeat} (median)")
+    for name, theirs in hand.items():
+        if name == "state_bytes":
+            continue
+        agree = ours[name] == theirs
+        print(f"  {name:12s} engine={ours[name]:>9} hand={theirs:>9} {'ok' if agree else 'MISMATCH'}")
+        if not agree:
+            raise SystemExit(f"engine and hand-written queries disagree on {name}")
+    for check, (entries, size) in ours["state"].items():
+        print(f"  state {check:14s} entries={entries:>9} bytes={size if size is not None else '-':>10}")
+    print(f"  hand-written state bytes={hand['state_bytes']:,}")
+    ratio = hand_s / engine_s
+    print(f"engine:       {engine_s * 1000:8.1f} ms")
+    print(f"hand-written: {hand_s * 1000:8.1f} ms")
+    print(f"speed ratio (hand/engine): {ratio:.2f}  goal >= 0.80  {'PASS' if ratio >= 0.8 else 'MISS'}")
+
+
+def standard(args: argparse.Namespace) -> None:
     df = make_trades(args.rows, seed=1)
     reference = make_trades(args.reference_rows, seed=2)
     with tempfile.TemporaryDirectory() as tmp:

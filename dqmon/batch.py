@@ -10,6 +10,24 @@ import polars as pl
 
 
 @dataclass(frozen=True)
+class PartitionWindow:
+    """What one Kafka partition did in a window: records read (before sampling), the newest
+    broker timestamp among them, and its high watermark when the window opened and closed."""
+
+    seen: int = 0
+    newest_ms: int | None = None
+    watermark_start: int | None = None
+    watermark_end: int | None = None
+
+    @property
+    def produced(self) -> int | None:
+        """Records the partition's log grew by in the window (None without both watermarks)."""
+        if self.watermark_start is None or self.watermark_end is None:
+            return None
+        return max(0, self.watermark_end - self.watermark_start)
+
+
+@dataclass(frozen=True)
 class MicroBatch:
     """A polars DataFrame of sampled rows plus where and when they came from.
 
@@ -42,6 +60,8 @@ class MicroBatch:
     # the window did not cover the whole dataset (e.g. partitions assigned mid-window): counts
     # are not comparable with full windows
     partial: bool = False
+    # Kafka: per assigned partition, what it did in the window (empty for other sources)
+    partition_stats: Mapping[int, PartitionWindow] = field(default_factory=dict)
 
     @property
     def decode_error_count(self) -> int:

@@ -114,6 +114,11 @@ CHECK_KINDS: Registry[type[Check[Any]]] = Registry(
         "dqmon.checks.sql",
         "dqmon.checks.lag",
         "dqmon.checks.great_expectations",
+        "dqmon.checks.duplicates",
+        "dqmon.checks.sequence",
+        "dqmon.checks.late",
+        "dqmon.checks.point_in_time",
+        "dqmon.checks.partitions",
     ),
 )
 SOURCES: Registry[type[Source]] = Registry(

@@ -11,6 +11,7 @@ import polars as pl
 from dqmon.batch import MicroBatch
 from dqmon.checks.base import Check, CheckContext
 from dqmon.checks.registry import register
+from dqmon.checks.timecols import epoch_seconds
 from dqmon.columns import is_metadata_column
 from dqmon.config.checks import Contract, SchemaSpec
 from dqmon.config.loader import load_contract
@@ -39,9 +40,17 @@ def type_family(dtype: pl.DataType) -> str:
     return str(dtype).lower()
 
 
+def _text_time(dtype: pl.DataType) -> bool:
+    """JSON has no timestamp type: ISO-8601 strings and epoch numbers may carry one (each value's
+    parse is then checked, as freshness parses it)."""
+    return dtype == pl.String or dtype.is_numeric()
+
+
 def satisfies(dtype: pl.DataType, declared: str) -> bool:
     """Whether a column's dtype meets a contract type; an all-null column meets any type."""
     if declared == "any" or dtype == pl.Null:
+        return True
+    if declared == "timestamp" and _text_time(dtype):
         return True
     if declared == "int":
         return dtype.is_integer()
@@ -75,11 +84,20 @@ class SchemaCheck(Check[SchemaSpec]):
     def aggregations(self, schema: pl.Schema) -> Sequence[pl.Expr]:
         if self.contract is None:
             return ()
-        return [
-            pl.col(field).null_count().alias(field)
-            for field, rule in self.contract.fields.items()
-            if not rule.nullable and field in schema
+        fields = self.contract.fields.items()
+        nulls = [
+            pl.col(f).null_count().alias(f"null|{f}")
+            for f, rule in fields
+            if not rule.nullable and f in schema
         ]
+        unparseable = [
+            (pl.col(f).is_not_null() & ~epoch_seconds(f, schema[f]).is_finite().fill_null(False))
+            .sum()
+            .alias(f"unparseable|{f}")
+            for f, rule in fields
+            if rule.type == "timestamp" and f in schema and _text_time(schema[f])
+        ]
+        return nulls + unparseable
 
     def finish(self, batch: MicroBatch, aggregates: Mapping[str, Any]) -> list[CheckResult]:
         results = []
@@ -95,7 +113,7 @@ class SchemaCheck(Check[SchemaSpec]):
     def _fields(self, batch: MicroBatch) -> dict[str, pl.DataType]:
         return {n: t for n, t in batch.df.schema.items() if not is_metadata_column(n)}
 
-    def _contract(self, batch: MicroBatch, contract: Contract, nulls: Mapping[str, Any]) -> CheckResult:
+    def _contract(self, batch: MicroBatch, contract: Contract, counts: Mapping[str, Any]) -> CheckResult:
         if batch.rows_decoded == 0:
             return self.result(Status.OK, 0.0, "0 violations", "empty batch: contract not evaluated")
         fields = self._fields(batch)
@@ -105,7 +123,12 @@ class SchemaCheck(Check[SchemaSpec]):
             for f, rule in contract.fields.items()
             if f in fields and not satisfies(fields[f], rule.type)
         }
-        nulled = {f: int(n) for f, n in nulls.items() if n}
+        nulled = {k.removeprefix("null|"): int(n) for k, n in counts.items() if k.startswith("null|") and n}
+        unparseable = {
+            k.removeprefix("unparseable|"): int(n)
+            for k, n in counts.items()
+            if k.startswith("unparseable|") and n
+        }
         extra = [] if contract.allow_extra_fields else sorted(set(fields) - set(contract.fields))
         problems = []
         if missing:
@@ -116,10 +139,20 @@ class SchemaCheck(Check[SchemaSpec]):
             problems.append(
                 "nulls in non-nullable fields: " + ", ".join(f"{f} ({n})" for f, n in nulled.items())
             )
+        if unparseable:
+            problems.append(
+                "unparseable timestamps: " + ", ".join(f"{f} ({n})" for f, n in unparseable.items())
+            )
         if extra:
             problems.append(f"fields not in contract: {', '.join(extra)}")
-        count = len(missing) + len(wrong) + len(nulled) + len(extra)
-        details = {"missing": missing, "wrong_type": wrong, "nulls": nulled, "extra": extra}
+        count = len(missing) + len(wrong) + len(nulled) + len(unparseable) + len(extra)
+        details = {
+            "missing": missing,
+            "wrong_type": wrong,
+            "nulls": nulled,
+            "unparseable_timestamps": unparseable,
+            "extra": extra,
+        }
         if count:
             return self.result(
                 self.violation, float(count), "0 violations", "; ".join(problems), details=details

@@ -147,7 +147,21 @@ class RangeBound(StrictModel):
     def _some(self) -> RangeBound:
         if all(v is None for v in (self.gt, self.ge, self.lt, self.le)):
             raise ValueError("give at least one of gt, ge, lt, le")
+        # the tightest lower and upper bounds (a strict bound wins a tie): no value may lie between
+        lows = [(v, strict) for v, strict in ((self.gt, True), (self.ge, False)) if v is not None]
+        highs = [(v, strict) for v, strict in ((self.lt, True), (self.le, False)) if v is not None]
+        if lows and highs:
+            low, low_strict = max(lows, key=lambda b: (b[0], b[1]))
+            high, high_strict = min(highs, key=lambda b: (b[0], not b[1]))
+            if low > high or (low == high and (low_strict or high_strict)):
+                raise ValueError(f"empty range: no value satisfies {self._text()}")
         return self
+
+    def _text(self) -> str:
+        ops = (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="))
+        return " and ".join(
+            f"{sym} {getattr(self, op):g}" for op, sym in ops if getattr(self, op) is not None
+        )
 
 
 class ValiditySpec(CheckSpec):
@@ -158,7 +172,10 @@ class ValiditySpec(CheckSpec):
     range: dict[str, RangeBound] = Field(default_factory=dict)
     in_set: dict[str, list[Scalar]] = Field(default_factory=dict)
     regex: dict[str, str] = Field(default_factory=dict)
-    unique: list[str] = Field(default_factory=list, description="columns whose values must be unique")
+    unique: list[str] = Field(
+        default_factory=list,
+        description="columns whose values must be unique within a window (across windows: duplicates)",
+    )
     max_fail_rate: float = Field(0.0, ge=0, le=1, description="ratio of violating rows tolerated per rule")
 
     @field_validator("unique", "not_null", mode="before")
@@ -169,13 +186,21 @@ class ValiditySpec(CheckSpec):
     @field_validator("regex")
     @classmethod
     def _compiles(cls, value: dict[str, str]) -> dict[str, str]:
-        import re
+        # compiled by the engine that runs it: Polars (Rust regex) rejects look-around and
+        # back-references that Python's `re` accepts
+        import polars as pl
 
         for column, pattern in value.items():
             try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"regex for {column!r} does not compile: {exc}") from None
+                pl.select(pl.lit("").str.contains(pattern))
+            except Exception as exc:  # noqa: BLE001 - Polars raises ComputeError for a bad pattern
+                lines = [ln.strip() for ln in str(exc).splitlines()]
+                reason = next((ln.removeprefix("error: ") for ln in lines if ln.startswith("error:")), "")
+                reason = reason or " ".join(str(exc).split())[:200]
+                raise ValueError(
+                    f"regex for {column!r} does not compile in Polars' regex engine (Rust regex: no "
+                    f"look-around, no back-references): {reason}"
+                ) from None
         return value
 
     @model_validator(mode="after")

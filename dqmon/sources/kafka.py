@@ -39,6 +39,7 @@ from dqmon.sources.base import Source, SourceContext
 from dqmon.sources.kafka_broker import BrokerView
 from dqmon.sources.kafka_config import admin_config, consumer_config, redact, scrub
 from dqmon.sources.kafka_frame import messages_to_frame
+from dqmon.sources.kafka_partitions import PartitionCounter
 from dqmon.sources.sampling import keep_mask
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ class _Window:
         self.watermarks = watermarks
         self.messages: list[Message] = []  # sampled messages, in consume order
         self.seen = 0
+        self.partitions = PartitionCounter()  # per-partition records read and newest timestamp
 
     @property
     def sampled(self) -> int:
@@ -204,8 +206,9 @@ class KafkaSource(Source):
         newest = int(timestamps.max())
         self._newest_ms = newest if self._newest_ms is None else max(self._newest_ms, newest)
         self._up, self._error = True, None
+        partitions = np.fromiter(map(Message.partition, messages), np.int64, len(messages))
+        win.partitions.count(partitions, timestamps)
         if self.rate < 1.0:
-            partitions = np.fromiter(map(Message.partition, messages), np.int64, len(messages))
             offsets = np.fromiter(map(Message.offset, messages), np.int64, len(messages))
             messages = list(compress(messages, keep_mask(partitions, offsets, self.rate)))
         self._add(win, messages)
@@ -253,6 +256,7 @@ class KafkaSource(Source):
             rows_produced=produced,
             decode_seconds=decode_seconds,
             partial=partial,
+            partition_stats=win.partitions.windows(self._assigned, win.watermarks, after),
         )
 
     def _drop_errors(self, messages: list[Message]) -> list[Message]:

@@ -52,6 +52,8 @@ STATE_STORE_OPERATIONS: tuple[str, ...] = ("read", "write", "connect", "other")
 _DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _CHECK_LABELS = ("pipeline", "dataset", "check", "kind")
 _DATASET_LABELS = ("pipeline", "dataset")
+#: partitions per dataset with a `dqmon_partition_health` series; more are counted, not exported
+MAX_PARTITION_SERIES = 64
 
 
 def decode_reason_label(reason: str) -> str:
@@ -191,12 +193,15 @@ class DqmonMetrics:
         registry: CollectorRegistry | None = None,
         *,
         max_check_series_per_dataset: int = 500,
+        max_partition_series_per_dataset: int = MAX_PARTITION_SERIES,
         process_metrics: bool = True,
     ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.max_check_series_per_dataset = max_check_series_per_dataset
         self._lock = threading.Lock()
         self._groups: dict[tuple[str, str], set[str]] = {}
+        self.max_partition_series_per_dataset = max_partition_series_per_dataset
+        self._partitions: dict[tuple[str, str], set[str]] = {}
         self._scrape_time = _ScrapeTimeCollector()
         self.registry.register(self._scrape_time)
         if process_metrics:
@@ -212,6 +217,31 @@ class DqmonMetrics:
         self.check_series_dropped = Counter(
             "dqmon_check_series_dropped_total",
             "Check results not exported because the dataset reached its series cap",
+            _DATASET_LABELS,
+            registry=r,
+        )
+        self.check_state_entries = Gauge(
+            "dqmon_check_state_entries",
+            "Entries a cross-window check keeps (keys, partitions); bounded by the check's limit",
+            _CHECK_LABELS,
+            registry=r,
+        )
+        self.check_state_bytes = Gauge(
+            "dqmon_check_state_bytes",
+            "Estimated memory of a cross-window check's state",
+            _CHECK_LABELS,
+            registry=r,
+        )
+        self.partition_health = Gauge(
+            "dqmon_partition_health",
+            "Per-partition health from the partitions check: 0 healthy, 1 lagging, 2 stalled, 3 idle "
+            f"(at most {MAX_PARTITION_SERIES} partitions per dataset)",
+            [*_DATASET_LABELS, "partition"],
+            registry=r,
+        )
+        self.partition_series_dropped = Counter(
+            "dqmon_partition_series_dropped_total",
+            "Partition health values not exported because the dataset reached its partition series cap",
             _DATASET_LABELS,
             registry=r,
         )
@@ -343,7 +373,35 @@ class DqmonMetrics:
                 lower_bound=lower,
                 upper_bound=upper,
             )
+            self._state_gauges(key, result.details)
+            if result.kind == "partitions":
+                self._partition_gauges(result.pipeline, result.dataset, result.details)
         self._scrape_time.put_results(latest)
+
+    def _state_gauges(self, key: tuple[str, str, str, str], details: Mapping[str, object]) -> None:
+        entries, size = _number(details.get("state_entries")), _number(details.get("state_bytes"))
+        if entries is not None:
+            self.check_state_entries.labels(*key).set(entries)
+        if size is not None:
+            self.check_state_bytes.labels(*key).set(size)
+
+    def _partition_gauges(self, pipeline: str, dataset: str, details: Mapping[str, object]) -> None:
+        health = details.get("partition_health")
+        if not isinstance(health, Mapping):
+            return
+        with self._lock:
+            known = self._partitions.setdefault((pipeline, dataset), set())
+            admitted = []
+            for partition, code in health.items():
+                if str(partition) not in known and len(known) >= self.max_partition_series_per_dataset:
+                    self.partition_series_dropped.labels(pipeline, dataset).inc()
+                    continue
+                known.add(str(partition))
+                admitted.append((str(partition), code))
+        for partition, code in admitted:
+            value = _number(code)
+            if value is not None:
+                self.partition_health.labels(pipeline, dataset, partition).set(value)
 
     def _admit(self, key: tuple[str, str, str, str], pending: int) -> bool:
         if self._scrape_time.known(key):
