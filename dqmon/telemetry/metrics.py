@@ -12,18 +12,22 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 from dqmon.batch import MicroBatch
 from dqmon.facts import SourceFacts
 from dqmon.registry import DECODERS
-from dqmon.results import CheckResult, Status
+from dqmon.results import CheckResult
+from dqmon.telemetry.check_series import (
+    CHECK_LABELS,
+    DATASET_LABELS,
+    LatestResult,
+    ScrapeTimeCollector,
+    number,
+    result_bounds,
+)
 
 __all__ = [
     "BATCH_STAGES",
@@ -50,8 +54,6 @@ STATE_STORE_OPERATIONS: tuple[str, ...] = ("read", "write", "connect", "other")
 
 # Seconds; batches span milliseconds (decode of a small sample) to tens of seconds (a slow fetch).
 _DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-_CHECK_LABELS = ("pipeline", "dataset", "check", "kind")
-_DATASET_LABELS = ("pipeline", "dataset")
 #: partitions per dataset with a `dqmon_partition_health` series; more are counted, not exported
 MAX_PARTITION_SERIES = 64
 
@@ -63,123 +65,6 @@ def decode_reason_label(reason: str) -> str:
 
 def _bounded(value: str, allowed: Sequence[str]) -> str:
     return value if value in allowed else "other"
-
-
-@dataclass(frozen=True)
-class _LatestResult:
-    status: Status
-    value: float | None
-    evaluated_at: float
-    lower_bound: float | None
-    upper_bound: float | None
-
-
-def _number(raw: object) -> float | None:
-    if isinstance(raw, bool) or not isinstance(raw, int | float):
-        return None
-    return float(raw)
-
-
-def _bounds(details: Mapping[str, object]) -> tuple[float | None, float | None]:
-    """A check's accepted range from its details: `lower_bound`/`upper_bound`, or a `band` pair."""
-    lower, upper = _number(details.get("lower_bound")), _number(details.get("upper_bound"))
-    band = details.get("band")
-    if isinstance(band, list | tuple) and len(band) == 2:
-        lower = lower if lower is not None else _number(band[0])
-        upper = upper if upper is not None else _number(band[1])
-    return lower, upper
-
-
-class _ScrapeTimeCollector(Collector):
-    """Serves the latest check results and time-dependent gauges when Prometheus scrapes.
-
-    Freshness lag is computed here (now - newest record time) so it keeps growing while a
-    source is silent, instead of freezing at the value of the last batch.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._results: dict[tuple[str, str, str, str], _LatestResult] = {}
-        self._newest: dict[tuple[str, str], float] = {}
-
-    def put_results(self, latest: Mapping[tuple[str, str, str, str], _LatestResult]) -> None:
-        with self._lock:
-            self._results.update(latest)
-
-    def forget_dataset(self, pipeline: str, dataset: str) -> None:
-        with self._lock:
-            for key in [k for k in self._results if k[:2] == (pipeline, dataset)]:
-                del self._results[key]
-            self._newest.pop((pipeline, dataset), None)
-
-    def series_count(self, pipeline: str, dataset: str) -> int:
-        with self._lock:
-            return sum(1 for k in self._results if k[:2] == (pipeline, dataset))
-
-    def known(self, key: tuple[str, str, str, str]) -> bool:
-        with self._lock:
-            return key in self._results
-
-    def put_newest_record_time(self, pipeline: str, dataset: str, epoch_seconds: float) -> None:
-        with self._lock:
-            self._newest[(pipeline, dataset)] = epoch_seconds
-
-    def describe(self) -> Iterable[Metric]:
-        return self._families(now=0.0, results={}, newest={})
-
-    def collect(self) -> Iterable[Metric]:
-        with self._lock:
-            results = dict(self._results)
-            newest = dict(self._newest)
-        return self._families(now=time.time(), results=results, newest=newest)
-
-    @staticmethod
-    def _families(
-        now: float,
-        results: Mapping[tuple[str, str, str, str], _LatestResult],
-        newest: Mapping[tuple[str, str], float],
-    ) -> list[Metric]:
-        status = GaugeMetricFamily(
-            "dqmon_check_status",
-            "Last evaluation of a check: 0 ok, 1 warn, 2 fail, 3 error",
-            labels=_CHECK_LABELS,
-        )
-        value = GaugeMetricFamily(
-            "dqmon_check_value", "The observed value a check compared to its threshold", labels=_CHECK_LABELS
-        )
-        evaluated = GaugeMetricFamily(
-            "dqmon_check_last_evaluation_timestamp_seconds",
-            "Unix time of a check's last evaluation",
-            labels=_CHECK_LABELS,
-        )
-        lower = GaugeMetricFamily(
-            "dqmon_check_lower_bound",
-            "Lowest value the check accepts (declared or learned, e.g. an anomaly band)",
-            labels=_CHECK_LABELS,
-        )
-        upper = GaugeMetricFamily(
-            "dqmon_check_upper_bound",
-            "Highest value the check accepts (declared or learned, e.g. an anomaly band)",
-            labels=_CHECK_LABELS,
-        )
-        for key, latest in sorted(results.items()):
-            labels = list(key)
-            status.add_metric(labels, float(latest.status))
-            evaluated.add_metric(labels, latest.evaluated_at)
-            if latest.value is not None:
-                value.add_metric(labels, latest.value)
-            if latest.lower_bound is not None:
-                lower.add_metric(labels, latest.lower_bound)
-            if latest.upper_bound is not None:
-                upper.add_metric(labels, latest.upper_bound)
-        lag = GaugeMetricFamily(
-            "dqmon_freshness_lag_seconds",
-            "Now minus the newest record time the source knows of",
-            labels=_DATASET_LABELS,
-        )
-        for (pipeline, dataset), newest_at in sorted(newest.items()):
-            lag.add_metric([pipeline, dataset], max(0.0, now - newest_at))
-        return [status, value, evaluated, lower, upper, lag]
 
 
 class DqmonMetrics:
@@ -202,7 +87,7 @@ class DqmonMetrics:
         self._groups: dict[tuple[str, str], set[str]] = {}
         self.max_partition_series_per_dataset = max_partition_series_per_dataset
         self._partitions: dict[tuple[str, str], set[str]] = {}
-        self._scrape_time = _ScrapeTimeCollector()
+        self._scrape_time = ScrapeTimeCollector()
         self.registry.register(self._scrape_time)
         if process_metrics:
             # process_resident_memory_bytes, process_cpu_seconds_total, ... for the health dashboard
@@ -211,82 +96,82 @@ class DqmonMetrics:
         self.check_evaluations = Counter(
             "dqmon_check_evaluations_total",
             "Check evaluations by outcome",
-            [*_CHECK_LABELS, "status"],
+            [*CHECK_LABELS, "status"],
             registry=r,
         )
         self.check_series_dropped = Counter(
             "dqmon_check_series_dropped_total",
             "Check results not exported because the dataset reached its series cap",
-            _DATASET_LABELS,
+            DATASET_LABELS,
             registry=r,
         )
         self.check_state_entries = Gauge(
             "dqmon_check_state_entries",
             "Entries a cross-window check keeps (keys, partitions); bounded by the check's limit",
-            _CHECK_LABELS,
+            CHECK_LABELS,
             registry=r,
         )
         self.check_state_bytes = Gauge(
             "dqmon_check_state_bytes",
             "Estimated memory of a cross-window check's state",
-            _CHECK_LABELS,
+            CHECK_LABELS,
             registry=r,
         )
         self.partition_health = Gauge(
             "dqmon_partition_health",
             "Per-partition health from the partitions check: 0 healthy, 1 lagging, 2 stalled, 3 idle "
             f"(at most {MAX_PARTITION_SERIES} partitions per dataset)",
-            [*_DATASET_LABELS, "partition"],
+            [*DATASET_LABELS, "partition"],
             registry=r,
         )
         self.partition_series_dropped = Counter(
             "dqmon_partition_series_dropped_total",
             "Partition health values not exported because the dataset reached its partition series cap",
-            _DATASET_LABELS,
+            DATASET_LABELS,
             registry=r,
         )
-        self.batches = Counter("dqmon_batches_total", "Micro-batches evaluated", _DATASET_LABELS, registry=r)
+        self.batches = Counter("dqmon_batches_total", "Micro-batches evaluated", DATASET_LABELS, registry=r)
         self.rows_seen = Counter(
-            "dqmon_rows_seen_total", "Records read before sampling", _DATASET_LABELS, registry=r
+            "dqmon_rows_seen_total", "Records read before sampling", DATASET_LABELS, registry=r
         )
         self.rows_sampled = Counter(
-            "dqmon_rows_sampled_total", "Records selected for checking", _DATASET_LABELS, registry=r
+            "dqmon_rows_sampled_total", "Records selected for checking", DATASET_LABELS, registry=r
         )
         self.decode_errors = Counter(
             "dqmon_decode_errors_total",
             "Sampled records that could not be decoded, by bounded reason",
-            [*_DATASET_LABELS, "reason"],
+            [*DATASET_LABELS, "reason"],
             registry=r,
         )
         self.batch_duration = Histogram(
             "dqmon_batch_duration_seconds",
             "Time per micro-batch stage (fetch, decode, check)",
-            [*_DATASET_LABELS, "stage"],
+            [*DATASET_LABELS, "stage"],
             buckets=_DURATION_BUCKETS,
             registry=r,
         )
         self.source_up = Gauge(
-            "dqmon_source_up", "1 when the source is reachable, else 0", _DATASET_LABELS, registry=r
+            "dqmon_source_up", "1 when the source is reachable, else 0", DATASET_LABELS, registry=r
         )
         self.consumer_lag_messages = Gauge(
             "dqmon_consumer_lag_messages",
             "Messages the pipeline's own consumer group is behind (high watermark - committed)",
-            [*_DATASET_LABELS, "group"],
+            [*DATASET_LABELS, "group"],
             registry=r,
         )
         self.consumer_lag_seconds = Gauge(
             "dqmon_consumer_lag_seconds",
             "Age of the oldest message the pipeline's own consumer group has not committed",
-            [*_DATASET_LABELS, "group"],
+            [*DATASET_LABELS, "group"],
             registry=r,
         )
         self.queue_depth = Gauge(
-            "dqmon_queue_depth_batches", "Micro-batches waiting for the engine", _DATASET_LABELS, registry=r
+            "dqmon_queue_depth_batches", "Micro-batches waiting for the engine", DATASET_LABELS, registry=r
         )
         self.dropped_batches = Counter(
             "dqmon_dropped_batches_total",
             "Micro-batches dropped because the engine queue was full",
-            _DATASET_LABELS,
+            DATASET_LABELS,
             registry=r,
         )
         self.alerts_firing = Gauge(
@@ -358,15 +243,15 @@ class DqmonMetrics:
 
     def record_results(self, results: Sequence[CheckResult]) -> None:
         """Publish check results: the latest per check for the gauges, each one for the counter."""
-        latest: dict[tuple[str, str, str, str], _LatestResult] = {}
+        latest: dict[tuple[str, str, str, str], LatestResult] = {}
         for result in results:
             key = (result.pipeline, result.dataset, result.check, result.kind)
             if key not in latest and not self._admit(key, pending=len(latest)):
                 self.check_series_dropped.labels(result.pipeline, result.dataset).inc()
                 continue
             self.check_evaluations.labels(*key, result.status.label).inc()
-            lower, upper = _bounds(result.details)
-            latest[key] = _LatestResult(
+            lower, upper = result_bounds(result.details)
+            latest[key] = LatestResult(
                 status=result.status,
                 value=result.value,
                 evaluated_at=result.evaluated_at.timestamp(),
@@ -379,7 +264,7 @@ class DqmonMetrics:
         self._scrape_time.put_results(latest)
 
     def _state_gauges(self, key: tuple[str, str, str, str], details: Mapping[str, object]) -> None:
-        entries, size = _number(details.get("state_entries")), _number(details.get("state_bytes"))
+        entries, size = number(details.get("state_entries")), number(details.get("state_bytes"))
         if entries is not None:
             self.check_state_entries.labels(*key).set(entries)
         if size is not None:
@@ -399,7 +284,7 @@ class DqmonMetrics:
                 known.add(str(partition))
                 admitted.append((str(partition), code))
         for partition, code in admitted:
-            value = _number(code)
+            value = number(code)
             if value is not None:
                 self.partition_health.labels(pipeline, dataset, partition).set(value)
 
