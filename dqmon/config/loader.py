@@ -23,6 +23,7 @@ from dqmon.config.by_kind import expand_errors
 from dqmon.config.checks import Contract, DistributionSpec, GreatExpectationsSpec, SchemaSpec
 from dqmon.config.models import Dataset, Pipeline
 from dqmon.errors import ConfigError, ConfigProblem, Location
+from dqmon.pipeline.models import link_problems
 from dqmon.secrets import Redactor
 
 _ENV = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -290,6 +291,8 @@ def _clean(doc: _Doc, path: tuple[Any, ...], *, keep_last: bool = False) -> tupl
 
 
 def _cross_references(doc: _Doc, pipeline: Pipeline, problems: list[ConfigProblem]) -> None:
+    for link_path, why in link_problems(pipeline):
+        problems.append(ConfigProblem(doc.loc(link_path), _dotted(link_path), why))
     slos: set[str] = set()
     for s_index, slo in enumerate(pipeline.slos):
         if slo.name in slos:

@@ -33,6 +33,7 @@ from dqmon.config.settings import Settings
 from dqmon.engine import DatasetEngine
 from dqmon.errors import ConfigError
 from dqmon.results import CheckResult, utcnow
+from dqmon.runtime.links import LinksRunner
 from dqmon.runtime.status import StatusBoard
 from dqmon.runtime.wiring import build_source, open_store, secret_values
 from dqmon.runtime.worker import DatasetWorker
@@ -75,6 +76,7 @@ class Runtime:
         self.on_notifications: list[NotificationsHook] = []
         self.workers: list[DatasetWorker] = []
         self.managers: dict[str, AlertManager] = {}
+        self.links = LinksRunner(self._publish_links, clock)
         self._workers_lock = threading.RLock()
         self._stopped = threading.Event()
         self._reload_requested = threading.Event()
@@ -175,6 +177,9 @@ class Runtime:
                 )
                 for p in config.pipelines
             }
+            for pipeline_name, reported in self.links.build(config, self.scheduler):
+                self.metrics.declare_dataset(pipeline_name, reported)
+                self.board.declare(f"{pipeline_name}/{reported}")
             for pipeline, dataset in config.datasets():
                 base_dir = config.base_dir(pipeline.pipeline)
                 engine = DatasetEngine(
@@ -222,6 +227,7 @@ class Runtime:
                 thread.join(timeout + 1)
             for worker in workers:
                 self.metrics.forget_dataset(worker.pipeline.pipeline, worker.dataset.name)
+            self.links.stop(self.scheduler)
 
     def reload(self) -> bool:
         """Load the checks again; keep running the old ones if the new ones are invalid."""
@@ -246,9 +252,30 @@ class Runtime:
         self, pipeline: Pipeline, dataset: Dataset, results: Sequence[CheckResult], batch: MicroBatch | None
     ) -> None:
         name = f"{pipeline.pipeline}/{dataset.name}"
-        self.metrics.record_results(results)
         if batch is not None:
             self.board.batch(name, batch.rows_seen, batch.window_end)
+            self.links.observe(pipeline.pipeline, dataset.name, batch)
+        notifications = self._record(pipeline, name, results)
+        for hook in self.on_results:
+            hook(pipeline, dataset, results)
+        self._notified(notifications)
+
+    def _publish_links(self, pipeline: Pipeline, results: Sequence[CheckResult]) -> None:
+        """Results of cross-dataset checks (on the downstream or a pseudo-dataset)."""
+        for dataset in sorted({r.dataset for r in results}):
+            mine = [r for r in results if r.dataset == dataset]
+            self._notified(self._record(pipeline, f"{pipeline.pipeline}/{dataset}", mine))
+
+    def _notified(self, notifications: Sequence[NewNotification]) -> None:
+        if notifications:
+            for notification_hook in self.on_notifications:
+                notification_hook(notifications)
+
+    def _record(
+        self, pipeline: Pipeline, name: str, results: Sequence[CheckResult]
+    ) -> Sequence[NewNotification]:
+        """Results to metrics, the status board and the pipeline's alerts."""
+        self.metrics.record_results(results)
         self.board.results(name, results)
         manager = self.managers.get(pipeline.pipeline)
         notifications: Sequence[NewNotification] = []
@@ -261,11 +288,7 @@ class Runtime:
         if notifications:
             self.board.notifications += len(notifications)
             self.delivery.wake()
-        for hook in self.on_results:
-            hook(pipeline, dataset, results)
-        if notifications:
-            for notification_hook in self.on_notifications:
-                notification_hook(notifications)
+        return notifications
 
     # ------------------------------------------------------------------ periodic jobs
     def _sweep(self) -> None:
@@ -273,6 +296,7 @@ class Runtime:
         for worker in list(self.workers):
             worker.sweep(now)
             self.board.source_up(worker.name, bool(worker.last_facts and worker.last_facts.up))
+        self.links.sweep(now)
 
     def _alert_gauges(self) -> None:
         now = self.clock()
