@@ -93,12 +93,17 @@ class ReconcileSpec(PairSpec):
         description="snapshot: each downstream batch is the whole relation (sql without cursor); "
         "increments: batches add up (streams); auto: by source kind",
     )
+    judge_bins: int = Field(
+        3, ge=1, le=1000, description="newest complete bins judged per evaluation (older gaps age out)"
+    )
     max_bins: int = Field(120, ge=2, le=10_000, description="bins of state kept per side (bounded)")
 
     @model_validator(mode="after")
     def _grace(self) -> ReconcileSpec:
         if self.bin <= timedelta(0):
             raise ValueError("bin must be positive")
+        if self.judge_bins > self.max_bins:
+            raise ValueError("judge_bins must not exceed max_bins")
         if self.downstream_sum is not None and self.sum is None:
             raise ValueError("downstream_sum needs sum")
         return self

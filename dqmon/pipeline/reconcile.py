@@ -4,7 +4,7 @@ Each side keeps at most `max_bins` bins. Upstream batches (a stream) add to thei
 downstream SQL relation polled without a cursor is a snapshot, so each of its batches replaces the
 downstream bins. A bin is judged once it ended `grace` ago and both sides were read after that;
 bins before the first complete upstream bin (dqmon started mid-bin, at `latest`) are never judged.
-Each evaluation judges the newest `judge_bins` complete bins, so a past gap ages out and the alert
+Each evaluation judges the newest `judge_bins` complete bins (default 3), so a past gap ages out and the alert
 resolves once recent bins reconcile again.
 """
 
@@ -22,7 +22,6 @@ from dqmon.pipeline.observe import bin_values, oldest_event, sampling_scale
 from dqmon.registry import LINK_KINDS
 from dqmon.results import CheckResult, Status
 
-JUDGE_BINS = 3  # newest complete bins judged per evaluation
 LISTED_BINS = 10  # bins listed in details
 
 
@@ -137,7 +136,7 @@ class ReconcileLink(LinkCheck[ReconcileSpec]):
             last = math.floor(horizon / self.width) - 1
             if last < first:
                 return [self.result(Status.OK, None, tol, "waiting for the first complete bin")]
-            judged = list(range(max(first, last - JUDGE_BINS + 1), last + 1))
+            judged = list(range(max(first, last - spec.judge_bins + 1), last + 1))
             rows = [
                 (
                     b,
