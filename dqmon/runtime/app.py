@@ -33,6 +33,7 @@ from dqmon.config.settings import Settings
 from dqmon.engine import DatasetEngine
 from dqmon.errors import ConfigError
 from dqmon.results import CheckResult, utcnow
+from dqmon.runtime.health import health_report
 from dqmon.runtime.links import LinksRunner
 from dqmon.runtime.status import StatusBoard
 from dqmon.runtime.wiring import build_source, open_store, secret_values
@@ -94,6 +95,7 @@ class Runtime:
             host=self.settings.http_host,
             port=self.settings.http_port,
             readiness=self.readiness,
+            health=self.health,
         )
         self.scheduler = BackgroundScheduler(
             timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1}
@@ -163,6 +165,10 @@ class Runtime:
         if not self.workers:
             reasons.append("no datasets configured")
         return Readiness(not reasons, tuple(reasons))
+
+    def health(self, pipeline: str | None = None) -> dict[str, Any] | None:
+        """The health verdict document (served at /api/v1/health), from the latest results."""
+        return health_report(self.config, self.board.snapshot(), pipeline)
 
     # ------------------------------------------------------------------ (re)building workers
     def _build(self, config: ChecksConfig) -> None:
