@@ -121,7 +121,7 @@ CHECK_KINDS: Registry[type[Check[Any]]] = Registry(
 # datasets and are built per pipeline, not per dataset, so they cannot be dataset check kinds).
 LINK_KINDS: Registry[type[LinkCheck[Any]]] = Registry(
     "pipeline check kind",
-    ("dqmon.pipeline.latency", "dqmon.pipeline.reconcile"),
+    ("dqmon.pipeline.latency", "dqmon.pipeline.reconcile", "dqmon.pipeline.parity"),
 )
 SOURCES: Registry[type[Source]] = Registry(
     "source kind", ("dqmon.sources.kafka", "dqmon.sources.sql", "dqmon.sources.replay")

@@ -10,6 +10,7 @@ pytest_plugins: list[str] = [
     "tests.fixtures.slack_api",
     "tests.fixtures.broker",
     "tests.fixtures.prometheus",
+    "tests.fixtures.redis",
 ]
 
 # Locally hypothesis explores new examples on every run (and keeps failures in .hypothesis/);

@@ -57,6 +57,10 @@ class LinkCheck(ABC, Generic[SpecT]):
     def poll(self, now: datetime) -> list[CheckResult]:
         return self.evaluate(now)
 
+    def source_up(self) -> bool | None:
+        """Whether the stores a scheduled link reads answered on its last poll (None: it reads none)."""
+        return None
+
     def close(self) -> None:
         """Release connections."""
 

@@ -77,7 +77,7 @@ class Runtime:
         self.on_notifications: list[NotificationsHook] = []
         self.workers: list[DatasetWorker] = []
         self.managers: dict[str, AlertManager] = {}
-        self.links = LinksRunner(self._publish_links, clock)
+        self.links = LinksRunner(self._publish_links, clock, self._link_source_up)
         self._workers_lock = threading.RLock()
         self._stopped = threading.Event()
         self._reload_requested = threading.Event()
@@ -271,6 +271,10 @@ class Runtime:
         for dataset in sorted({r.dataset for r in results}):
             mine = [r for r in results if r.dataset == dataset]
             self._notified(self._record(pipeline, f"{pipeline.pipeline}/{dataset}", mine))
+
+    def _link_source_up(self, pipeline: str, dataset: str, up: bool) -> None:
+        self.metrics.set_source_up(pipeline, dataset, up)
+        self.board.source_up(f"{pipeline}/{dataset}", up)
 
     def _notified(self, notifications: Sequence[NewNotification]) -> None:
         if notifications:

@@ -18,11 +18,15 @@ from dqmon.results import CheckResult
 
 log = logging.getLogger(__name__)
 PublishLinks = Callable[[Pipeline, Sequence[CheckResult]], None]
+SourceUp = Callable[[str, str, bool], None]
 
 
 class LinksRunner:
-    def __init__(self, publish: PublishLinks, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self, publish: PublishLinks, clock: Callable[[], datetime], source_up: SourceUp | None = None
+    ) -> None:
         self.publish = publish
+        self.source_up = source_up
         self.clock = clock
         self.pipelines: dict[str, PipelineLinks] = {}
         self._jobs: list[str] = []
@@ -77,5 +81,8 @@ class LinksRunner:
 
     def _poll(self, pipeline: Pipeline, link: LinkCheck[Any]) -> None:
         results = run_link(link, self.clock(), scheduled=True)
+        up = link.source_up()
+        if up is not None and self.source_up is not None:
+            self.source_up(pipeline.pipeline, link.spec.result_dataset(), up)
         if results:
             self.publish(pipeline, results)
