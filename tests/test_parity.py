@@ -21,7 +21,9 @@ from hypothesis import strategies as st
 from dqmon.config.loader import load_checks
 from dqmon.pipeline.asof import ENTITY, OFFLINE_TS, SUFFIX, TS, asof_match, compare
 from dqmon.pipeline.evaluator import PipelineLinks
+from dqmon.config.settings import Settings
 from dqmon.results import Status
+from dqmon.runtime.wiring import secret_values
 
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 
@@ -240,3 +242,6 @@ def test_a_dead_online_store_is_an_error_result_and_source_down(tmp_path: Path) 
     link, result = _poll(links)
     assert result.status == Status.ERROR and link.source_up() is False
     assert "online store (redis)" in result.message and "hunter2" not in result.message
+    # the store URL is a secret the log redactor learns
+    config = load_checks(tmp_path, env={})
+    assert "redis://:hunter2@127.0.0.1:1/0" in secret_values(Settings(), config)

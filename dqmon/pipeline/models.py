@@ -40,6 +40,10 @@ class LinkSpec(CheckSpec):
         """The dataset the link's results are reported on."""
         raise NotImplementedError
 
+    def secrets(self) -> list[str]:
+        """Secret values (DSNs, URLs) in this link's config, for the log redactor."""
+        return []
+
 
 class PairSpec(LinkSpec):
     upstream: str = Field(description="dataset upstream (e.g. the Kafka topic)")
@@ -160,6 +164,14 @@ class ParitySpec(LinkSpec):
 
     def result_dataset(self) -> str:
         return self.dataset
+
+    def secrets(self) -> list[str]:
+        stores = (self.online, self.offline)
+        return [
+            s.get_secret_value()
+            for store in stores
+            if (s := getattr(store, "url", None) or getattr(store, "dsn", None))
+        ]
 
     def stage_name(self) -> str:
         return self.stage or "online store"
