@@ -213,8 +213,24 @@ def link_problems(pipeline: Pipeline) -> Iterator[tuple[tuple[Any, ...], str]]:
         ):
             yield ("links", index), f"another check of {target} is named {name!r}; give this one `name:`"
         seen.add((target, name))
+    graph = {d.name: d.fed_by for d in pipeline.datasets}
+    cycle_reported = False  # one problem per checks file is enough to see the cycle
     for d_index, fed in enumerate(pipeline.datasets):
         for f_index, upstream in enumerate(fed.fed_by):
             if upstream not in names or upstream == fed.name:
                 why = "itself" if upstream == fed.name else f"unknown dataset {upstream!r}"
                 yield ("datasets", d_index, "fed_by", f_index), f"fed_by names {why}; datasets: {known}"
+            elif not cycle_reported and fed.name in _upstream_of(upstream, graph):
+                cycle_reported = True
+                yield ("datasets", d_index, "fed_by", f_index), f"fed_by {upstream!r} makes a cycle"
+
+
+def _upstream_of(dataset: str, graph: dict[str, list[str]]) -> set[str]:
+    seen: set[str] = set()
+    stack = list(graph.get(dataset, ()))
+    while stack:
+        name = stack.pop()
+        if name not in seen:
+            seen.add(name)
+            stack += graph.get(name, ())
+    return seen
