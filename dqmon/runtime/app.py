@@ -183,9 +183,13 @@ class Runtime:
                 )
                 for p in config.pipelines
             }
-            for pipeline_name, reported in self.links.build(config, self.scheduler):
-                self.metrics.declare_dataset(pipeline_name, reported)
-                self.board.declare(f"{pipeline_name}/{reported}")
+            reported = self.links.build(config, self.scheduler)
+            for pipeline_name, name in reported:
+                self.metrics.declare_dataset(pipeline_name, name)
+                self.board.declare(f"{pipeline_name}/{name}")
+            self.board.retain(
+                {f"{p}/{d}" for p, d in reported} | {f"{p.pipeline}/{d.name}" for p, d in config.datasets()}
+            )
             for pipeline, dataset in config.datasets():
                 base_dir = config.base_dir(pipeline.pipeline)
                 engine = DatasetEngine(

@@ -39,6 +39,12 @@ class StatusBoard:
         with self._lock:
             self._rows.setdefault(name, DatasetStatus())
 
+    def retain(self, names: set[str]) -> None:
+        """Forget datasets a reload removed (their last results must not keep the health failing)."""
+        with self._lock:
+            for name in [n for n in self._rows if n not in names]:
+                del self._rows[name]
+
     def batch(self, name: str, rows_seen: int, at: datetime) -> None:
         with self._lock:
             row = self._rows.setdefault(name, DatasetStatus())
