@@ -5,6 +5,8 @@ API test double — and the health verdict API of the running process.
 Clean data: no alert. The counts job pausing (it falls behind the topic): the latency link fires,
 naming the stage, /api/v1/health turns failing and back to ok once it catches up. The counts job
 losing a fifth of the events: the reconcile link fires with the missing rows, latency stays quiet.
+The topic stalling: trades/freshness pages, and the view going stale because of it (fed_by) is a
+reply in that alert's thread, not a second page.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ datasets:
     event_time: event_ts
     window: 1s
     checks:
-      - freshness: {{max_lag: 10s, stat: newest}}
+      - freshness: {{max_lag: 5s, stat: newest}}
   - name: trade_counts_mv
     source:
       kind: sql
@@ -57,6 +59,8 @@ datasets:
     event_time: bin_start
     window: 1s
     fed_by: [trades]
+    checks:
+      - freshness: {{column: newest_event, max_lag: 12s, stat: newest}}
 links:
   - latency:
       upstream: trades
@@ -142,7 +146,8 @@ def _await_quiet(slack: FakeSlack, timeout: float) -> None:
 @pytest.mark.timeout(300)
 def test_latency_and_reconcile_fire_on_their_incidents_and_health_follows(stack: Stack) -> None:
     slack, job = stack.slack, stack.job
-    producer = TradesProducer(stack.broker.bootstrap_servers, stack.topic, Knobs(per_second=100)).start()
+    knobs = Knobs(per_second=100)
+    producer = TradesProducer(stack.broker.bootstrap_servers, stack.topic, knobs).start()
     proc = DqmonProcess(stack.checks_dir, stack.env, stack.tmp / "dqmon.log", free_port()).start()
     timeline: dict[str, float] = {}
     try:
@@ -193,6 +198,35 @@ def test_latency_and_reconcile_fire_on_their_incidents_and_health_follows(stack:
         wait_until(lambda: resolved_replies(slack, alert), 40, "the reconcile alert to resolve", interval=0.5)
         assert not fired(slack, latency_where)[1:], "latency must stay quiet while the job keeps up"
         timeline["reconcile incident over after s"] = round(time.monotonic() - started, 1)
+
+        # incident 3: the topic stalls. trades/freshness pages; the view going stale because of it is
+        # a consequence (fed_by: [trades]), posted in the trades alert's thread, not a page of its own
+        _await_quiet(slack, 40)
+        started, mark = time.monotonic(), len(top_level_posts(slack))
+        knobs.stalled = True
+        topic_alert = _await_alert(slack, f"{PIPELINE}/trades/freshness", mark)
+
+        def consequence() -> dict[str, object] | None:
+            replies = [
+                c.body
+                for c in slack.replies(topic_alert.ts)
+                if str(c.body.get("text", "")).startswith("[FIRING]")
+                and "trade_counts_mv/freshness" in str(c.body.get("text", ""))
+            ]
+            return replies[0] if replies else None
+
+        reply = wait_until(
+            consequence, 40, "the view's freshness as a reply in the trades thread", interval=0.5
+        )
+        assert "consequence of trades/freshness" in str(reply["blocks"]), reply
+        timeline["consequence posted after s"] = round(time.monotonic() - started, 1)
+        knobs.stalled = False
+        wait_until(lambda: resolved_replies(slack, topic_alert), 40, "the stall to resolve", interval=0.5)
+        _await_quiet(slack, 40)
+        pages = [a for a in top_level_posts(slack)[mark:] if a.text.startswith("[FIRING]")]
+        assert [a.text.split(": ", 1)[0] for a in pages] == [
+            f"[FIRING] [page] {PIPELINE}/trades/freshness"
+        ], pages
         print("pipeline incidents:", timeline, "consumed", job.consumed, "dropped", job.dropped)
         code, seconds = proc.terminate()
         assert code == 0 and seconds < 10, proc.log_tail()
