@@ -11,9 +11,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
-from dqmon.batch import MicroBatch
 from dqmon.config.models import Pipeline
 from dqmon.pipeline.models import LinkSpec
+from dqmon.pipeline.observe import BatchTimes
 from dqmon.results import CheckResult, Status, utcnow
 
 
@@ -43,8 +43,8 @@ class LinkCheck(ABC, Generic[SpecT]):
         """Datasets whose batches this link wants."""
         return frozenset(name for _key, name in self.spec.datasets())
 
-    def observe(self, dataset: str, batch: MicroBatch) -> None:
-        """Fold one micro-batch of `dataset` into the link's bounded state."""
+    def observe(self, dataset: str, times: BatchTimes) -> None:
+        """Fold one micro-batch of `dataset` (`times.batch`) into the link's bounded state."""
 
     @abstractmethod
     def evaluate(self, now: datetime) -> list[CheckResult]:

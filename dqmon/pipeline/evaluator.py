@@ -16,6 +16,7 @@ from typing import Any
 from dqmon.batch import MicroBatch
 from dqmon.config.models import Pipeline
 from dqmon.pipeline.base import LinkCheck, LinkContext
+from dqmon.pipeline.observe import BatchTimes
 from dqmon.registry import LINK_KINDS
 from dqmon.results import CheckResult, utcnow
 
@@ -42,9 +43,11 @@ class PipelineLinks:
                 self._by_dataset.setdefault(dataset, []).append(link)
 
     def observe(self, dataset: str, batch: MicroBatch) -> None:
-        for link in self._by_dataset.get(dataset, ()):
+        links = self._by_dataset.get(dataset, ())
+        times = BatchTimes(batch)  # event times parsed once for every link reading this batch
+        for link in links:
             try:
-                link.observe(dataset, batch)
+                link.observe(dataset, times)
             except Exception:
                 log.exception("link %s could not read a batch of %s", link.name, dataset)
 

@@ -12,11 +12,10 @@ import threading
 from collections import deque
 from datetime import UTC, datetime
 
-from dqmon.batch import MicroBatch
 from dqmon.config.durations import format_duration
 from dqmon.pipeline.base import LinkCheck, LinkContext
 from dqmon.pipeline.models import LatencySpec
-from dqmon.pipeline.observe import newest_event
+from dqmon.pipeline.observe import BatchTimes
 from dqmon.registry import LINK_KINDS
 from dqmon.results import CheckResult, Status
 
@@ -42,9 +41,9 @@ class LatencyLink(LinkCheck[LatencySpec]):
         self._upstream: deque[tuple[float, float]] = deque(maxlen=HISTORY)
         self._downstream: tuple[float, float] | None = None
 
-    def observe(self, dataset: str, batch: MicroBatch) -> None:
+    def observe(self, dataset: str, times: BatchTimes) -> None:
         if dataset == self.spec.upstream and self.up_column:
-            newest = newest_event(batch, self.up_column)
+            newest = times.newest(self.up_column)
             if newest is None:
                 return
             at = self.ctx.clock().timestamp()
@@ -53,7 +52,7 @@ class LatencyLink(LinkCheck[LatencySpec]):
                     newest = max(newest, self._upstream[-1][1])
                 self._upstream.append((at, newest))
         if dataset == self.spec.downstream and self.down_column:
-            newest = newest_event(batch, self.down_column)
+            newest = times.newest(self.down_column)
             if newest is None:
                 return
             at = self.ctx.clock().timestamp()

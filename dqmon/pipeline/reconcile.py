@@ -14,11 +14,10 @@ import math
 import threading
 from datetime import UTC, datetime
 
-from dqmon.batch import MicroBatch
 from dqmon.config.durations import format_duration
 from dqmon.pipeline.base import LinkCheck, LinkContext
 from dqmon.pipeline.models import ReconcileSpec
-from dqmon.pipeline.observe import bin_values, oldest_event, sampling_scale
+from dqmon.pipeline.observe import BatchTimes, sampling_scale
 from dqmon.registry import LINK_KINDS
 from dqmon.results import CheckResult, Status
 
@@ -85,19 +84,18 @@ class ReconcileLink(LinkCheck[ReconcileSpec]):
         self._first_bin: int | None = None  # first bin whose upstream events were all read
         self._down_first_bin: int | None = None
 
-    def observe(self, dataset: str, batch: MicroBatch) -> None:
+    def observe(self, dataset: str, times: BatchTimes) -> None:
         at = self.ctx.clock().timestamp()
         if dataset == self.spec.upstream and self.up_column:
-            bins = bin_values(batch, self.up_column, self.width, sum_column=self.spec.sum)
-            oldest = oldest_event(batch, self.up_column)
+            bins = times.bins(self.up_column, self.width, sum_column=self.spec.sum)
+            oldest = times.oldest(self.up_column)
             with self._lock:
                 if self._first_bin is None and oldest is not None:
                     self._first_bin = math.floor(oldest / self.width) + 1
-                self._up.add(bins.counts, bins.sums, sampling_scale(batch))
+                self._up.add(bins.counts, bins.sums, sampling_scale(times.batch))
                 self._up.read_at = at
         if dataset == self.spec.downstream and self.down_column:
-            bins = bin_values(
-                batch,
+            bins = times.bins(
                 self.down_column,
                 self.width,
                 count_column=self.spec.downstream_count,
@@ -107,7 +105,7 @@ class ReconcileLink(LinkCheck[ReconcileSpec]):
                 if self.snapshot:
                     self._down.replace(bins.counts, bins.sums)
                 else:
-                    oldest = oldest_event(batch, self.down_column)
+                    oldest = times.oldest(self.down_column)
                     if self._down_first_bin is None and oldest is not None:
                         self._down_first_bin = math.floor(oldest / self.width) + 1
                     self._down.add(bins.counts, bins.sums, 1.0)
