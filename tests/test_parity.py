@@ -19,9 +19,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dqmon.config.loader import load_checks
+from dqmon.config.settings import Settings
 from dqmon.pipeline.asof import ENTITY, OFFLINE_TS, SUFFIX, TS, asof_match, compare
 from dqmon.pipeline.evaluator import PipelineLinks
-from dqmon.config.settings import Settings
 from dqmon.results import Status
 from dqmon.runtime.wiring import secret_values
 
@@ -245,3 +245,33 @@ def test_a_dead_online_store_is_an_error_result_and_source_down(tmp_path: Path) 
     # the store URL is a secret the log redactor learns
     config = load_checks(tmp_path, env={})
     assert "redis://:hunter2@127.0.0.1:1/0" in secret_values(Settings(), config)
+
+
+def test_max_age_catches_keys_the_online_store_stopped_updating(
+    tmp_path: Path, redis_url: str, redis_prefix: str
+) -> None:
+    keys = [f"k{i}" for i in range(10)]
+    old, new = T0 - timedelta(hours=1), T0
+    history = pl.DataFrame(
+        {
+            "account": keys * 2,
+            "event_ts": [old] * 10 + [new] * 10,
+            "spend_1h": [1.0] * 10 + [2.0] * 10,
+            "txn_count_1h": [1.0] * 20,
+        }
+    )
+    history.write_parquet(tmp_path / "history.parquet")
+    # three keys still serve the hour-old row: consistent with offline as of that time, but stale
+    served = {k: (old, 1.0, 1.0) if k in ("k1", "k4", "k7") else (new, 2.0, 1.0) for k in keys}
+    _fill_redis(redis_url, redis_prefix, served, stale=set())
+    online = f"{{kind: redis, url: '{redis_url}', key_prefix: '{redis_prefix}'}}"
+    offline = "{kind: parquet, path: history.parquet}"
+    listed = ", ".join(keys)
+    _link, without = _poll(_links(tmp_path, online, offline, f"      keys: [{listed}]\n      sample: 10\n"))
+    assert without.status == Status.OK and without.value == 0.0
+    _link, with_age = _poll(
+        _links(tmp_path, online, offline, f"      keys: [{listed}]\n      sample: 10\n      max_age: 10m\n")
+    )
+    assert with_age.status == Status.FAIL and with_age.details["stale_rate"] == 0.3
+    assert sorted(with_age.details["stale_keys"]) == ["k1", "k4", "k7"]
+    assert "stale rows (older than 10m) for 30.0%" in with_age.message

@@ -160,6 +160,11 @@ class ParitySpec(LinkSpec):
     tolerance: float = Field(0.0, ge=0, description="numeric |online - offline| allowed (absolute)")
     rel_tolerance: float = Field(0.0, ge=0, description="… or as a share of |offline|")
     max_mismatch_rate: float = Field(0.0, ge=0, le=1, description="per feature, share of sampled keys")
+    max_age: Duration | None = Field(
+        None,
+        description="online rows older than this (now - their timestamp) are stale; the share of stale "
+        "keys is judged against max_mismatch_rate too",
+    )
     worst_keys: int = Field(5, ge=0, le=100, description="worst keys listed in details (bounded)")
 
     def result_dataset(self) -> str:

@@ -17,7 +17,8 @@ from typing import Any
 
 import polars as pl
 
-from dqmon.pipeline.asof import OFFLINE_TS, TS, asof_match, compare
+from dqmon.config.durations import format_duration
+from dqmon.pipeline.asof import ENTITY, OFFLINE_TS, TS, asof_match, compare
 from dqmon.pipeline.base import LinkCheck, LinkContext
 from dqmon.pipeline.models import ParitySpec, RedisOnline, SqlOffline
 from dqmon.pipeline.stores import (
@@ -130,6 +131,12 @@ class ParityLink(LinkCheck[ParitySpec]):
             "worst_keys": {p.feature: p.worst for p in parity if p.worst},
             "age_gap_seconds": {k: (None if v is None else round(float(v), 3)) for k, v in ages.items()},
         }
+        if spec.max_age is not None:
+            stale = matched.filter(pl.lit(now.timestamp()) - pl.col(TS) > spec.max_age.total_seconds())
+            details["stale_keys"] = stale.get_column(ENTITY).head(spec.worst_keys).to_list()
+            # a key the online store no longer updates: judged like a mismatching feature
+            rates["(stale)"] = (stale.height + missing) / len(keys)
+            details["stale_rate"] = round(rates["(stale)"], 6)
         worst_feature = max(rates, key=lambda f: rates[f])
         value = rates[worst_feature]
         bad = {f: r for f, r in rates.items() if r > spec.max_mismatch_rate}
@@ -139,15 +146,22 @@ class ParityLink(LinkCheck[ParitySpec]):
                 f"(worst {worst_feature} {value:.1%})"
             )
             return self.result(Status.OK, value, threshold, message, details)
-        listed = ", ".join(f"{f} {r:.1%}" for f, r in sorted(bad.items(), key=lambda kv: -kv[1]))
-        example = next((p.worst[0] for p in parity if p.feature == worst_feature and p.worst), None)
-        shown = (
-            f"; e.g. key {example['key']}: online {example['online']} vs offline {example['offline']}"
-            if example
-            else ""
-        )
+        stale_rate = bad.pop("(stale)", None)
+        parts = []
+        if bad:
+            listed = ", ".join(f"{f} {r:.1%}" for f, r in sorted(bad.items(), key=lambda kv: -kv[1]))
+            worst = max(bad, key=lambda f: bad[f])
+            example = next((p.worst[0] for p in parity if p.feature == worst and p.worst), None)
+            shown = (
+                f"; e.g. key {example['key']}: online {example['online']} vs offline {example['offline']}"
+                if example
+                else ""
+            )
+            parts.append(f"values that differ from offline as of the same time: {listed}{shown}")
+        if stale_rate is not None and spec.max_age is not None:
+            parts.append(f"stale rows (older than {format_duration(spec.max_age)}) for {stale_rate:.1%}")
         message = (
-            f"stage {spec.stage_name()} serves values that differ from offline as of the same time: "
-            f"{listed} of {len(keys)} sampled keys (> {spec.max_mismatch_rate:.1%}){shown}"
+            f"stage {spec.stage_name()} serves {'; and '.join(parts)} "
+            f"(of {len(keys)} sampled keys; allowed {spec.max_mismatch_rate:.1%})"
         )
         return self.result(self.violation, value, threshold, message, details)
