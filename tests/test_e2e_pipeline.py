@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from dqmon.demo.broker import EmbeddedBroker, free_port
+from dqmon.demo.counts_job import CountsJob
 from tests.e2e_helpers import (
     DqmonProcess,
     Knobs,
@@ -32,7 +33,6 @@ from tests.e2e_helpers import (
 )
 from tests.fixtures.broker import create_topic
 from tests.fixtures.slack_api import TOKEN, FakeSlack
-from tests.pipeline_helpers import CountsJob
 
 PIPELINE = "e2e-links"
 CHECKS = """\
@@ -110,7 +110,7 @@ def stack(tmp_path: Path, slack_api: FakeSlack, pg_dsn: str, pg_schema: str) -> 
             "DQMON_LOG_FORMAT": "json",
             "E2E_PG_DSN": pg_dsn,
         }
-        job = CountsJob(broker.bootstrap_servers, topic, pg_dsn, pg_schema).start()
+        job = CountsJob(broker.bootstrap_servers, topic, pg_dsn, pg_schema, from_beginning=True).start()
         try:
             yield Stack(broker, topic, slack_api, checks_dir, env, tmp_path, job)
         finally:

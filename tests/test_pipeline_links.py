@@ -173,7 +173,7 @@ def test_reconcile_matches_a_plain_reference(
     # the view aggregates what survived the stream processor, plus some duplicated rows
     kept = [t for i, t in enumerate(times) if i not in drop]
     down = {b: float(n) for b, n in Counter(math.floor(t / width) for t in kept).items()}
-    first_bin = math.floor(times[0] / width) + 1
+    first_bin = math.floor(times[min(chunk, len(times)) - 1] / width) + 1  # after the first batch closed
     for k, n in extra.items():
         down[first_bin + k] = down.get(first_bin + k, 0.0) + n
     clock.at = datetime.fromtimestamp(base + 720, UTC)

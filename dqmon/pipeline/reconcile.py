@@ -3,7 +3,8 @@
 Each side keeps at most `max_bins` bins. Upstream batches (a stream) add to their bins; a
 downstream SQL relation polled without a cursor is a snapshot, so each of its batches replaces the
 downstream bins. A bin is judged once it ended `grace` ago and both sides were read after that;
-bins before the first complete upstream bin (dqmon started mid-bin, at `latest`) are never judged.
+bins before the first complete upstream bin (the bin after the first whole batch closed: dqmon
+started mid-bin, at `latest`, with partitions positioned one by one) are never judged.
 Each evaluation judges the newest `judge_bins` complete bins (default 3), so a past gap ages out and the alert
 resolves once recent bins reconcile again.
 """
@@ -88,10 +89,10 @@ class ReconcileLink(LinkCheck[ReconcileSpec]):
         at = self.ctx.clock().timestamp()
         if dataset == self.spec.upstream and self.up_column:
             bins = times.bins(self.up_column, self.width, sum_column=self.spec.sum)
-            oldest = times.oldest(self.up_column)
+            first = self._first_complete(times)
             with self._lock:
-                if self._first_bin is None and oldest is not None:
-                    self._first_bin = math.floor(oldest / self.width) + 1
+                if self._first_bin is None and first is not None:
+                    self._first_bin = first
                 self._up.add(bins.counts, bins.sums, sampling_scale(times.batch))
                 self._up.read_at = at
         if dataset == self.spec.downstream and self.down_column:
@@ -105,11 +106,21 @@ class ReconcileLink(LinkCheck[ReconcileSpec]):
                 if self.snapshot:
                     self._down.replace(bins.counts, bins.sums)
                 else:
-                    oldest = times.oldest(self.down_column)
-                    if self._down_first_bin is None and oldest is not None:
-                        self._down_first_bin = math.floor(oldest / self.width) + 1
+                    first = self._first_complete(times, self.down_column)
+                    if self._down_first_bin is None and first is not None:
+                        self._down_first_bin = first
                     self._down.add(bins.counts, bins.sums, 1.0)
                 self._down.read_at = at
+
+    def _first_complete(self, times: BatchTimes, column: str | None = None) -> int | None:
+        """The first bin all of whose events a stream side read: the bin after the one in which its
+        first non-empty, whole batch closed. Before that, partitions may still have been getting
+        positioned at `latest` (each is resolved on its own), so earlier bins can be incomplete."""
+        batch = times.batch
+        oldest = times.oldest(column or self.up_column or "")
+        if oldest is None or batch.partial:
+            return None
+        return math.floor(max(oldest, batch.window_end.timestamp()) / self.width) + 1
 
     def _allowed(self, upstream: float) -> float:
         return max(self.spec.abs_tolerance, self.spec.tolerance * abs(upstream))
