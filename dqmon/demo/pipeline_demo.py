@@ -210,7 +210,7 @@ def run_pipeline_demo(
             data_dir=Path(tmp) / "data",
             kafka_bootstrap_servers=broker.bootstrap_servers,
             http_host="127.0.0.1",
-            http_port=http_port or free_port(),
+            http_port=free_port(preferred=http_port),
         )
         runtime = Runtime(checks, settings, config=config, watch_files=False)
         runtime.on_notifications.append(on_notifications)
