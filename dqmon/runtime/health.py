@@ -3,7 +3,8 @@
 Built from the status board's latest results (no query on any data), so an inference service or a
 feature server can poll `GET /api/v1/health[/{pipeline}]` every second and gate on it. A dataset
 is failing when a check reports fail or error, or its source is down; degraded when a check
-reports warn, or before its first result; ok otherwise. A pipeline is its worst dataset.
+reports warn, or before its first result (or, for a dataset without checks, its first batch); ok
+otherwise. A pipeline is its worst dataset.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ def dataset_health(row: DatasetStatus | None) -> dict[str, Any]:
             verdict = "failing"
             if row.down_since is not None:
                 since.append(row.down_since)
-    if not row.results and verdict == "ok":
+    if not row.results and verdict == "ok" and not row.batches:
+        # a dataset without checks of its own (read only for links) is ok once batches flow
         verdict = "degraded"
         out["reason"] = "no results yet"
     out.update(
