@@ -193,7 +193,7 @@ def test_latency_and_reconcile_fire_on_their_incidents_and_health_follows(stack:
         alert = _await_alert(slack, reconcile_where, mark)
         timeline["reconcile detected after s"] = round(time.monotonic() - started, 1)
         assert "stage counts job lost or duplicated events" in alert.text, alert.text
-        assert "missing downstream" in alert.text
+        assert "rows missing in trade_counts_mv" in alert.text
         job.drop_share = 0.0
         wait_until(lambda: resolved_replies(slack, alert), 40, "the reconcile alert to resolve", interval=0.5)
         assert not fired(slack, latency_where)[1:], "latency must stay quiet while the job keeps up"

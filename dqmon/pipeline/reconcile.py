@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import threading
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from dqmon.config.durations import format_duration
@@ -54,6 +55,30 @@ class _Side:
         if len(self.sums) > self.max_bins:
             for b in sorted(self.sums)[: len(self.sums) - self.max_bins]:
                 del self.sums[b]
+
+
+@dataclass(frozen=True)
+class _BinGap:
+    start: float  # epoch seconds
+    up: float
+    down: float
+    up_sum: float
+    down_sum: float
+
+    @property
+    def gap(self) -> float:
+        return self.down - self.up
+
+    @property
+    def sum_gap(self) -> float:
+        return self.down_sum - self.up_sum
+
+    def to_dict(self, *, with_sums: bool) -> dict[str, object]:
+        out: dict[str, object] = {"bin": _iso(self.start), "upstream": self.up, "downstream": self.down}
+        out["gap"] = self.gap
+        if with_sums:
+            out.update(upstream_sum=self.up_sum, downstream_sum=self.down_sum, sum_gap=self.sum_gap)
+        return out
 
 
 def _iso(epoch: float) -> str:
@@ -122,6 +147,10 @@ class ReconcileLink(LinkCheck[ReconcileSpec]):
             return None
         return math.floor(max(oldest, batch.window_end.timestamp()) / self.width) + 1
 
+    def _off(self, g: _BinGap) -> bool:
+        sums = self.spec.sum is not None and abs(g.sum_gap) > self._allowed(g.up_sum)
+        return abs(g.gap) > self._allowed(g.up) or sums
+
     def _allowed(self, upstream: float) -> float:
         return max(self.spec.abs_tolerance, self.spec.tolerance * abs(upstream))
 
@@ -156,47 +185,37 @@ class ReconcileLink(LinkCheck[ReconcileSpec]):
                 )
                 for b in judged
             ]
-        off: list[dict[str, object]] = []
-        count_gap = 0.0
-        for b, up_n, down_n, up_s, down_s in rows:
-            gap = down_n - up_n
-            count_gap += gap
-            bad = abs(gap) > self._allowed(up_n)
-            entry: dict[str, object] = {"bin": _iso(b * self.width), "upstream": up_n, "downstream": down_n}
-            entry["gap"] = gap
-            if spec.sum is not None:
-                sum_gap = down_s - up_s
-                entry.update(upstream_sum=up_s, downstream_sum=down_s, sum_gap=sum_gap)
-                bad = bad or abs(sum_gap) > self._allowed(up_s)
-            if bad:
-                off.append(entry)
-        value = sum(abs(float(str(e["gap"]))) for e in off)
-        details = {
+        gaps = [_BinGap(b * self.width, up_n, down_n, up_s, down_s) for b, up_n, down_n, up_s, down_s in rows]
+        off = [g for g in gaps if self._off(g)]
+        count_gap = sum(g.gap for g in off)
+        value = sum(abs(g.gap) for g in off)
+        details: dict[str, object] = {
             "stage": spec.stage_name(),
-            "bins_judged": len(rows),
-            "bins_off": off[:LISTED_BINS],
+            "bins_judged": len(gaps),
+            "bins_off": [g.to_dict(with_sums=spec.sum is not None) for g in off[:LISTED_BINS]],
             "count_gap": count_gap,
             "bin": format_duration(spec.bin),
         }
+        if spec.sum is not None:
+            details["sum_gap"] = sum(g.sum_gap for g in off)
         window = (
-            f"{len(rows)} complete {format_duration(spec.bin)} bin(s) up to {_iso((last + 1) * self.width)}"
+            f"{len(gaps)} complete {format_duration(spec.bin)} bin(s) up to {_iso((last + 1) * self.width)}"
         )
         if not off:
-            return [
-                self.result(
-                    Status.OK,
-                    0.0,
-                    tol,
-                    f"{spec.downstream} reconciles with {spec.upstream} over {window}",
-                    details,
-                )
-            ]
-        worst = max(off, key=lambda e: abs(float(str(e["gap"]))))
-        direction = "missing downstream" if count_gap < 0 else "extra downstream"
-        listed = ", ".join(f"{e['bin']} {float(str(e['gap'])):+g}" for e in off[:3])
+            message = f"{spec.downstream} reconciles with {spec.upstream} over {window}"
+            return [self.result(Status.OK, 0.0, tol, message, details)]
+        worst = max(off, key=lambda g: (abs(g.gap), abs(g.sum_gap)))
+        parts = []
+        if count_gap:
+            direction = "missing in" if count_gap < 0 else "extra in"
+            parts.append(f"{abs(count_gap):g} rows {direction} {spec.downstream}")
+        sums_off = [g for g in off if spec.sum is not None and abs(g.sum_gap) > self._allowed(g.up_sum)]
+        if sums_off:
+            parts.append(f"sum({spec.sum}) off by {sum(g.sum_gap for g in sums_off):+g}")
+        listed = ", ".join(f"{_iso(g.start)} {g.gap:+g}" for g in off[:3])
         message = (
-            f"stage {spec.stage_name()} lost or duplicated events: {len(off)} of {window} off, "
-            f"{abs(count_gap):g} rows {direction} in {spec.downstream} vs {spec.upstream} ({listed}); "
-            f"worst {worst['bin']}: {worst['downstream']:g} vs {worst['upstream']:g}"
+            f"stage {spec.stage_name()} lost or duplicated events: {len(off)} of {window} off vs "
+            f"{spec.upstream}: {'; '.join(parts) or 'gaps cancel out'} ({listed}); "
+            f"worst {_iso(worst.start)}: {worst.down:g} vs {worst.up:g}"
         )
         return [self.result(self.violation, value, tol, message, details)]
