@@ -86,6 +86,10 @@ def validate(directory: Annotated[Path, typer.Argument(help="checks directory or
         for dataset in pipeline.datasets:
             kinds = ", ".join(entry.check_name() for entry in dataset.checks)
             typer.echo(f"  {pipeline.pipeline}/{dataset.name} [{dataset.source.kind}]: {kinds}")
+        for link in pipeline.links:
+            typer.echo(
+                f"  {pipeline.pipeline}/{link.spec.result_dataset()} [link {link.kind}]: {link.check_name()}"
+            )
 
 
 @app.command()
