@@ -275,3 +275,43 @@ def test_max_age_catches_keys_the_online_store_stopped_updating(
     assert with_age.status == Status.FAIL and with_age.details["stale_rate"] == 0.3
     assert sorted(with_age.details["stale_keys"]) == ["k1", "k4", "k7"]
     assert "stale rows (older than 10m) for 30.0%" in with_age.message
+
+
+def test_a_slow_online_store_is_cut_off_by_its_socket_timeout(tmp_path: Path) -> None:
+    """A server that accepts and never answers: the poll ends with an error, not a hang."""
+    import socket
+
+    history = pl.DataFrame({"account": ["a"], "event_ts": [T0], "spend_1h": [1.0], "txn_count_1h": [1.0]})
+    history.write_parquet(tmp_path / "history.parquet")
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        port = server.getsockname()[1]
+        links = _links(
+            tmp_path,
+            f"{{kind: redis, url: 'redis://127.0.0.1:{port}/0', socket_timeout: 300ms}}",
+            "{kind: parquet, path: history.parquet}",
+            "      keys: [a]\n",
+        )
+        link, result = _poll(links)
+    assert result.status == Status.ERROR and link.source_up() is False
+    assert "online store (redis)" in result.message and "imeout" in result.message, result.message
+
+
+@pytest.mark.postgres
+def test_a_slow_sql_store_is_cancelled_by_its_statement_timeout(
+    tmp_path: Path, pg_conn: Any, pg_schema: str, pg_dsn: str
+) -> None:
+    _history(pg_conn, pg_schema)
+    pg_conn.execute(
+        f"CREATE VIEW {pg_schema}.slow_online AS SELECT h.* FROM {pg_schema}.features_history h, pg_sleep(30)"
+    )
+    links = _links(
+        tmp_path,
+        f"{{kind: sql, dsn: '{pg_dsn}', relation: {pg_schema}.slow_online, timeout: 1s}}",
+        f"{{kind: sql, dsn: '{pg_dsn}', table: {pg_schema}.features_history}}",
+        "      keys: [acct-001]\n",
+    )
+    link, result = _poll(links)
+    assert result.status == Status.ERROR and link.source_up() is False
+    assert "statement timeout of 1s exceeded" in result.message, result.message
