@@ -160,6 +160,11 @@ def test_identical_stores_match_exactly_at_tolerance_zero(
 ) -> None:
     newest = _history(pg_conn, pg_schema)
     _fill_redis(redis_url, redis_prefix, newest, stale=set())
+    # half the keys hold their timestamp as epoch milliseconds, the common alternative to ISO text
+    client = redis.Redis.from_url(redis_url)
+    for key in KEYS[::2]:
+        client.hset(redis_prefix + key, "event_ts", str(int(newest[key][0].timestamp() * 1000)))
+    client.close()
     links = _links(
         tmp_path,
         f"{{kind: redis, url: '{redis_url}', key_prefix: '{redis_prefix}'}}",

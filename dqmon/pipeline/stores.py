@@ -30,7 +30,14 @@ class StoreError(DqmonError):
 
 
 def _with_epoch(frame: pl.DataFrame) -> pl.DataFrame:
-    return frame.with_columns(epoch_seconds(TS, frame.schema[TS]).alias(TS), pl.col(ENTITY).cast(pl.String))
+    """`__ts` as epoch seconds: a datetime, an ISO string, or epoch s/ms/µs/ns (Redis holds strings)."""
+    dtype = frame.schema[TS]
+    ts = epoch_seconds(TS, dtype)
+    if dtype == pl.String:
+        numeric = frame.select(pl.col(TS).cast(pl.Float64, strict=False).alias("__n"))
+        frame = frame.with_columns(numeric.to_series())
+        ts = pl.coalesce(epoch_seconds("__n", pl.Float64()), ts)
+    return frame.with_columns(ts.alias(TS), pl.col(ENTITY).cast(pl.String)).drop("__n", strict=False)
 
 
 def _relation(name: str) -> Any:
