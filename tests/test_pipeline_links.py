@@ -261,3 +261,52 @@ def test_reconcile_scales_sampled_upstream_counts(tmp_path: Path) -> None:
     links.observe("trades", _batch("trades", _events(times), T0 + timedelta(seconds=62), seen=40))
     link: Any = links.links[0]
     assert sum(link._up.counts.values()) == 40.0
+
+
+def test_a_links_for_and_notify_apply_to_its_alert(tmp_path: Path) -> None:
+    from dqmon.alerts.manager import AlertManager
+    from dqmon.results import CheckResult
+    from dqmon.state.store import MemoryStateStore
+
+    (tmp_path / "p.yaml").write_text(
+        YAML.format(
+            links="  - latency: {upstream: trades, downstream: counts_mv, max_behind: 5s, for: 1m, "
+            "notify: ['webhook:ops']}\n"
+        )
+    )
+    manager = AlertManager(load_checks(tmp_path, env={}).pipeline("p"), MemoryStateStore())
+
+    def latency(status: Status) -> CheckResult:
+        return CheckResult("p", "counts_mv", "latency", "latency", status, 9.0, "<= 5s", "behind")
+
+    t0 = T0.timestamp()
+    assert manager.observe([latency(Status.FAIL)], t0) == []
+    assert manager.observe([latency(Status.FAIL)], t0 + 30) == []  # pending: `for: 1m`
+    [fired] = manager.observe([latency(Status.FAIL)], t0 + 61)
+    assert fired.event == "firing" and fired.target == "webhook:ops"
+
+
+def test_reconcile_of_two_streams_adds_up_both_sides(tmp_path: Path) -> None:
+    """Topic → topic (an enrichment job): downstream batches are increments, not snapshots."""
+    (tmp_path / "p.yaml").write_text(
+        YAML.replace('kind: sql, dsn: "postgresql://x/y", query: "select 1"', "kind: kafka, topic: enriched")
+        .replace("event_time: minute", "event_time: event_ts")
+        .format(links="  - reconcile: {upstream: trades, downstream: counts_mv, bin: 10s, grace: 2s}\n")
+    )
+    clock = Clock(T0)
+    links = PipelineLinks(load_checks(tmp_path, env={}).pipeline("p"), clock=clock)
+    link: Any = links.links[0]
+    assert link.snapshot is False
+    results = []
+    for second in range(70):
+        clock.at = T0 + timedelta(seconds=second)
+        events = _events([clock.at + timedelta(milliseconds=100 * i) for i in range(5)])
+        links.observe("trades", _batch("trades", events, clock.at))
+        # the enrichment job loses one event a second between 20 s and 30 s
+        kept = events.head(4) if 20 <= second < 30 else events
+        links.observe("counts_mv", _batch("counts_mv", kept, clock.at))
+        results.append(links.evaluate(clock.at)[0])
+    failing = [i for i, r in enumerate(results) if r.status == Status.FAIL]
+    assert failing and failing[0] == 32 and results[failing[0]].details["count_gap"] == -10.0
+    # bin [20 s, 30 s) ages out once three newer bins are complete (judge_bins: 3)
+    assert failing[-1] == 61 and results[-1].status == Status.OK
