@@ -63,7 +63,11 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == HEALTH_PATH or path.startswith(HEALTH_PATH + "/"):
             self._health(unquote(path[len(HEALTH_PATH) + 1 :]) or None)
         else:
-            self._send(404, b"not found: try /metrics, /healthz or /readyz\n", "text/plain; charset=utf-8")
+            self._send(
+                404,
+                b"not found: try /metrics, /healthz, /readyz or /api/v1/health\n",
+                "text/plain; charset=utf-8",
+            )
 
     def _health(self, pipeline: str | None) -> None:
         """200 for ok/degraded, 503 for failing (so `curl -f` gates too), 404 for no such pipeline."""
