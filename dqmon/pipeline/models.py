@@ -156,6 +156,12 @@ class ParitySpec(LinkSpec):
         default_factory=list, description="entity keys to sample from; default: the offline table's keys"
     )
     sample: int = Field(100, ge=1, le=10_000, description="entity keys read per interval (N)")
+    key_pool: int = Field(
+        10_000, ge=1, le=1_000_000, description="offline keys kept to sample from (read every keys_every)"
+    )
+    keys_every: Duration = Field(
+        timedelta(minutes=10), description="how often the pool of offline keys is read again"
+    )
     every: Duration = Field(timedelta(seconds=30))
     tolerance: float = Field(0.0, ge=0, description="numeric |online - offline| allowed (absolute)")
     rel_tolerance: float = Field(0.0, ge=0, description="… or as a share of |offline|")

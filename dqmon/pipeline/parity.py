@@ -51,6 +51,8 @@ class ParityLink(LinkCheck[ParitySpec]):
         )
         self.up: bool | None = None
         self._rng = random.Random()
+        self._pool: list[str] = []
+        self._pool_at: datetime | None = None
 
     def observes(self) -> frozenset[str]:
         return frozenset()
@@ -67,16 +69,23 @@ class ParityLink(LinkCheck[ParitySpec]):
     def close(self) -> None:
         self.online.close()
 
-    def _keys(self) -> list[str]:
-        if self.spec.keys:
-            return self._rng.sample(self.spec.keys, min(self.spec.sample, len(self.spec.keys)))
-        return self.offline.sample_keys(self.spec.sample)
+    def _keys(self, now: datetime) -> list[str]:
+        """N keys: from `keys:`, else from a pool of offline keys read at most every `keys_every`
+        (listing the distinct keys of a history table is a scan: not once per poll)."""
+        pool = self.spec.keys
+        if not pool:
+            stale = self._pool_at is None or (now - self._pool_at) >= self.spec.keys_every
+            if stale or not self._pool:
+                self._pool = self.offline.sample_keys(self.spec.key_pool)
+                self._pool_at = now
+            pool = self._pool
+        return self._rng.sample(pool, min(self.spec.sample, len(pool)))
 
     def poll(self, now: datetime) -> list[CheckResult]:
         spec = self.spec
         threshold = f"mismatch rate <= {spec.max_mismatch_rate:g} per feature"
         try:
-            keys = self._keys()
+            keys = self._keys(now)
             online = self.online.read(keys) if keys else pl.DataFrame()
             until = online.get_column(TS).max() if online.height else None
             offline = self.offline.history(keys, float(until)) if isinstance(until, float) else None
