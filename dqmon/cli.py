@@ -86,6 +86,10 @@ def validate(directory: Annotated[Path, typer.Argument(help="checks directory or
         for dataset in pipeline.datasets:
             kinds = ", ".join(entry.check_name() for entry in dataset.checks)
             typer.echo(f"  {pipeline.pipeline}/{dataset.name} [{dataset.source.kind}]: {kinds}")
+        for link in pipeline.links:
+            typer.echo(
+                f"  {pipeline.pipeline}/{link.spec.result_dataset()} [link {link.kind}]: {link.check_name()}"
+            )
 
 
 @app.command()
@@ -214,16 +218,28 @@ def demo(
     checks: Annotated[Path, typer.Option("--checks", "-c", help="checks directory")] = Path("checks"),
     short: Annotated[bool, typer.Option("--short", help="shorter timeline (~3.5 min instead of ~6)")] = False,
     http_port: Annotated[int, typer.Option("--http-port", help="metrics port (a free one if taken)")] = 9464,
+    pipeline: Annotated[
+        bool, typer.Option("--pipeline", help="the pipeline-links demo (needs PostgreSQL and Redis)")
+    ] = False,
 ) -> None:
     """Run dqmon on an embedded broker with a synthetic exchange and scripted incidents."""
+    import os
+
     from rich.console import Console
 
-    from dqmon.demo.run import report_table, run_demo
+    from dqmon.demo.run import DEFAULT_FEATURES_DSN, report_table, run_demo
     from dqmon.telemetry.logging import configure_logging
 
     configure_logging("console", "WARNING")
     console = Console(stderr=True)
-    report = run_demo(checks, short=short, http_port=http_port, console=console)
+    if pipeline:
+        from dqmon.demo.pipeline_demo import run_pipeline_demo
+
+        dsn = os.environ.get("FEATURES_DSN", DEFAULT_FEATURES_DSN)
+        redis_url = os.environ.get("DQMON_DEMO_REDIS_URL", "redis://127.0.0.1:6379/0")
+        report = run_pipeline_demo(dsn, redis_url, short=short, http_port=http_port, console=console)
+    else:
+        report = run_demo(checks, short=short, http_port=http_port, console=console)
     for note in report.notes:
         console.print(f"note: {note}")
     Console().print(report_table(report))

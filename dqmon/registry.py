@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from dqmon.alerts.notifiers.base import NotifierFactory
     from dqmon.checks.base import Check
     from dqmon.decoders.base import DecoderFactory
+    from dqmon.pipeline.base import LinkCheck
     from dqmon.sources.base import Source
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,12 @@ CHECK_KINDS: Registry[type[Check[Any]]] = Registry(
         "dqmon.checks.point_in_time",
         "dqmon.checks.partitions",
     ),
+)
+# Cross-dataset checks of a pipeline's `links:` (a sibling of CHECK_KINDS: they judge several
+# datasets and are built per pipeline, not per dataset, so they cannot be dataset check kinds).
+LINK_KINDS: Registry[type[LinkCheck[Any]]] = Registry(
+    "pipeline check kind",
+    ("dqmon.pipeline.latency", "dqmon.pipeline.reconcile", "dqmon.pipeline.parity"),
 )
 SOURCES: Registry[type[Source]] = Registry(
     "source kind", ("dqmon.sources.kafka", "dqmon.sources.sql", "dqmon.sources.replay")

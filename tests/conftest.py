@@ -11,6 +11,7 @@ pytest_plugins: list[str] = [
     "tests.fixtures.pagerduty_api",
     "tests.fixtures.broker",
     "tests.fixtures.prometheus",
+    "tests.fixtures.redis",
 ]
 
 # Locally hypothesis explores new examples on every run (and keeps failures in .hypothesis/);

@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
+from dqmon.alerts.dependencies import ConsequenceThreads, firing_alerts
 from dqmon.alerts.fingerprint import fingerprint
 from dqmon.alerts.routing import route_targets
 from dqmon.alerts.rules import AlertState, RuleTiming, Step, advance
@@ -79,6 +80,9 @@ class AlertManager:
         self._specs: dict[tuple[str, str], CheckSpec] = {
             (d.name, e.check_name()): e.spec for d in pipeline.datasets for e in d.checks
         }
+        # cross-dataset checks report on their downstream dataset: their for/notify apply too
+        self._specs.update({(e.spec.result_dataset(), e.check_name()): e.spec for e in pipeline.links})
+        self._dependencies = ConsequenceThreads({d.name: d.fed_by for d in pipeline.datasets})
         self.slo = SloTracker(pipeline, bucket_seconds=slo_bucket_seconds)
         self._slo_key = f"slo/{pipeline.pipeline}"
         self._slo_save_interval = slo_save_interval
@@ -285,7 +289,10 @@ class AlertManager:
             **signal.facts,
         }
         thread = step.episode or f"{signal.fingerprint}:none"
-        if self.pipeline.alerts.group_by == "pipeline":
+        thread = self._dependencies.thread(
+            signal.fingerprint, step.event, thread, firing_alerts(self._states, self._labels), payload
+        )
+        if self.pipeline.alerts.group_by == "pipeline" and not payload.get("consequence_of"):
             thread = self._group_thread(signal.fingerprint, step.event, at, payload)
         return [
             NewNotification(

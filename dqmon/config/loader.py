@@ -21,6 +21,7 @@ from ruamel.yaml.error import MarkedYAMLError
 
 from dqmon.config.by_kind import expand_errors
 from dqmon.config.checks import Contract, DistributionSpec, GreatExpectationsSpec, SchemaSpec
+from dqmon.config.links import link_problems
 from dqmon.config.models import Dataset, Pipeline
 from dqmon.errors import ConfigError, ConfigProblem, Location
 from dqmon.secrets import Redactor
@@ -290,6 +291,8 @@ def _clean(doc: _Doc, path: tuple[Any, ...], *, keep_last: bool = False) -> tupl
 
 
 def _cross_references(doc: _Doc, pipeline: Pipeline, problems: list[ConfigProblem]) -> None:
+    for link_path, why in link_problems(pipeline):
+        problems.append(ConfigProblem(doc.loc(link_path), _dotted(link_path), why))
     slos: set[str] = set()
     for s_index, slo in enumerate(pipeline.slos):
         if slo.name in slos:

@@ -11,6 +11,7 @@ from dqmon.config.base import NAME_PATTERN, NotifyTarget, Severity, StrictModel
 from dqmon.config.by_kind import ByKind
 from dqmon.config.checks import CheckEntryField
 from dqmon.config.durations import Duration
+from dqmon.config.links import LinkEntryField
 from dqmon.registry import DECODERS, SOURCES
 from dqmon.secrets import is_secret_key
 
@@ -232,6 +233,11 @@ class Dataset(StrictModel):
     window: Duration = Field(timedelta(seconds=10), description="micro-batch time window")
     max_rows: int = Field(100_000, ge=1, description="micro-batch size bound")
     checks: list[CheckEntryField] = Field(default_factory=list)
+    fed_by: list[str] = Field(
+        default_factory=list,
+        description="upstream datasets of this pipeline: while one is stale, this dataset's symptom "
+        "alerts go into the upstream alert's thread as consequences",
+    )
 
 
 # --------------------------------------------------------------------------- SLOs and alerts
@@ -320,6 +326,10 @@ class Pipeline(StrictModel):
     slos: list[Slo] = Field(default_factory=list)
     alerts: AlertPolicy = Field(default_factory=AlertPolicy)
     datasets: list[Dataset] = Field(min_length=1)
+    links: list[LinkEntryField] = Field(
+        default_factory=list,
+        description="checks across datasets: latency, reconcile, parity (docs/pipelines.md)",
+    )
 
     @property
     def name(self) -> str:

@@ -34,7 +34,9 @@ from dqmon.errors import ConfigError
 from dqmon.results import utcnow
 from dqmon.runtime import jobs
 from dqmon.runtime.fanout import ResultFanout
+from dqmon.runtime.health import health_report
 from dqmon.runtime.jobs import ChecksFileWatch
+from dqmon.runtime.links import LinksRunner
 from dqmon.runtime.status import StatusBoard
 from dqmon.runtime.wiring import build_source, open_store, secret_values
 from dqmon.runtime.worker import DatasetWorker
@@ -71,6 +73,11 @@ class Runtime:
         self.board = StatusBoard()
         self.workers: list[DatasetWorker] = []
         self.managers: dict[str, AlertManager] = {}
+        self.links = LinksRunner(
+            lambda p, r: self.publish.links(p, r),
+            clock,
+            lambda p, d, up: self.publish.link_source_up(p, d, up),
+        )
         self._workers_lock = threading.RLock()
         self._stopped = threading.Event()
         self._reload_requested = threading.Event()
@@ -90,7 +97,7 @@ class Runtime:
             self.settings, self.store, notifiers=self.notifiers, on_outcome=self.metrics.count_notification
         )
         self.publish = ResultFanout(
-            self.metrics, self.board, self.delivery, lambda: self.managers, self.clock
+            self.metrics, self.board, self.delivery, lambda: self.managers, self.clock, self.links.observe
         )
         self.on_results = self.publish.on_results
         self.on_notifications = self.publish.on_notifications
@@ -99,6 +106,7 @@ class Runtime:
             host=self.settings.http_host,
             port=self.settings.http_port,
             readiness=self.readiness,
+            health=self.health,
         )
         self.scheduler = BackgroundScheduler(
             timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1}
@@ -115,7 +123,7 @@ class Runtime:
         self._build(self.config)
         add = self.scheduler.add_job
         add(
-            lambda: jobs.sweep(list(self.workers), self.board, self.clock()),
+            self._sweep,
             "interval",
             seconds=self.sweep_seconds,
             id="sweep",
@@ -175,6 +183,15 @@ class Runtime:
                 on_tick()
         self.stop()
 
+    def health(self, pipeline: str | None = None) -> dict[str, Any] | None:
+        """The health verdict document (served at /api/v1/health), from the latest results."""
+        return health_report(self.config, self.board.snapshot(), pipeline)
+
+    def _sweep(self) -> None:
+        now = self.clock()
+        jobs.sweep(list(self.workers), self.board, now)
+        self.links.sweep(now)
+
     def readiness(self) -> Readiness:
         reasons = [
             f"{w.name}: source not connected"
@@ -198,6 +215,13 @@ class Runtime:
                 )
                 for p in config.pipelines
             }
+            reported = self.links.build(config, self.scheduler)
+            for pipeline_name, name in reported:
+                self.metrics.declare_dataset(pipeline_name, name)
+                self.board.declare(f"{pipeline_name}/{name}")
+            self.board.retain(
+                {f"{p}/{d}" for p, d in reported} | {f"{p.pipeline}/{d.name}" for p, d in config.datasets()}
+            )
             for pipeline, dataset in config.datasets():
                 base_dir = config.base_dir(pipeline.pipeline)
                 engine = DatasetEngine(
@@ -245,6 +269,7 @@ class Runtime:
                 thread.join(timeout + 1)
             for worker in workers:
                 self.metrics.forget_dataset(worker.pipeline.pipeline, worker.dataset.name)
+            self.links.stop(self.scheduler)
 
     def reload(self) -> bool:
         """Load the checks again; keep running the old ones if the new ones are invalid."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from rich.table import Table
@@ -20,6 +20,10 @@ class DatasetStatus:
     rows_seen: int = 0
     last_batch: datetime | None = None
     results: dict[str, CheckResult] = field(default_factory=dict)
+    # when each not-ok check started failing, and when the source went down (for the health API)
+    failing_since: dict[str, datetime] = field(default_factory=dict)
+    down_since: datetime | None = None
+    has_source: bool = False
 
 
 class StatusBoard:
@@ -35,6 +39,12 @@ class StatusBoard:
         with self._lock:
             self._rows.setdefault(name, DatasetStatus())
 
+    def retain(self, names: set[str]) -> None:
+        """Forget datasets a reload removed (their last results must not keep the health failing)."""
+        with self._lock:
+            for name in [n for n in self._rows if n not in names]:
+                del self._rows[name]
+
     def batch(self, name: str, rows_seen: int, at: datetime) -> None:
         with self._lock:
             row = self._rows.setdefault(name, DatasetStatus())
@@ -47,10 +57,27 @@ class StatusBoard:
             row = self._rows.setdefault(name, DatasetStatus())
             for result in results:
                 row.results[result.check] = result
+                if result.status == Status.OK:
+                    row.failing_since.pop(result.check, None)
+                else:
+                    row.failing_since.setdefault(result.check, result.evaluated_at)
 
     def source_up(self, name: str, up: bool) -> None:
         with self._lock:
-            self._rows.setdefault(name, DatasetStatus()).up = up
+            row = self._rows.setdefault(name, DatasetStatus())
+            row.up, row.has_source = up, True
+            if up:
+                row.down_since = None
+            elif row.down_since is None:
+                row.down_since = datetime.now(UTC)
+
+    def snapshot(self) -> dict[str, DatasetStatus]:
+        """A consistent copy of every row (the health API reads it from the HTTP thread)."""
+        with self._lock:
+            return {
+                name: replace(row, results=dict(row.results), failing_since=dict(row.failing_since))
+                for name, row in self._rows.items()
+            }
 
     def render(self) -> Table:
         now = datetime.now(UTC)

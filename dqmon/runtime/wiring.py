@@ -63,4 +63,7 @@ def secret_values(settings: Settings, config: ChecksConfig | None) -> list[str]:
     if config is not None:
         for _pipeline, dataset in config.datasets():
             values += dataset.source.secrets()
+        for pipeline in config.pipelines:
+            for link in pipeline.links:
+                values += link.spec.secrets()
     return [v for v in values if v]

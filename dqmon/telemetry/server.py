@@ -1,4 +1,5 @@
-"""The HTTP endpoint Prometheus and Kubernetes talk to: /metrics, /healthz, /readyz.
+"""The HTTP endpoint Prometheus and Kubernetes talk to: /metrics, /healthz, /readyz, and the
+health verdict API for model serving: /api/v1/health and /api/v1/health/{pipeline}.
 
 A small threaded `http.server`: scrapes and probes are rare and tiny, and a thread per
 request keeps a slow scrape from delaying a liveness probe.
@@ -12,7 +13,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import ClassVar
+from typing import Any, ClassVar
+from urllib.parse import unquote
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
@@ -31,6 +33,9 @@ class Readiness:
 
 
 ReadinessProbe = Callable[[], Readiness | bool]
+# pipeline name (None: all) -> the verdict document, or None when there is no such pipeline
+HealthProbe = Callable[[str | None], dict[str, Any] | None]
+HEALTH_PATH = "/api/v1/health"
 
 
 def _not_ready_yet() -> Readiness:
@@ -41,6 +46,7 @@ class _Handler(BaseHTTPRequestHandler):
     # set per server subclass in TelemetryServer.start
     registry: ClassVar[CollectorRegistry]
     readiness: ClassVar[Callable[[], Readiness | bool]]
+    health: ClassVar[HealthProbe | None] = None
     protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:
@@ -54,8 +60,30 @@ class _Handler(BaseHTTPRequestHandler):
             state = self._readiness()
             body = json.dumps({"ready": state.ready, "reasons": list(state.reasons)}).encode()
             self._send(200 if state.ready else 503, body, "application/json")
+        elif path == HEALTH_PATH or path.startswith(HEALTH_PATH + "/"):
+            self._health(unquote(path[len(HEALTH_PATH) + 1 :]) or None)
         else:
-            self._send(404, b"not found: try /metrics, /healthz or /readyz\n", "text/plain; charset=utf-8")
+            self._send(
+                404,
+                b"not found: try /metrics, /healthz, /readyz or /api/v1/health\n",
+                "text/plain; charset=utf-8",
+            )
+
+    def _health(self, pipeline: str | None) -> None:
+        """200 for ok/degraded, 503 for failing (so `curl -f` gates too), 404 for no such pipeline."""
+        probe = type(self).health
+        try:
+            report = None if probe is None else probe(pipeline)
+        except Exception as exc:  # noqa: BLE001 - never crash the monitor
+            log.warning("health report raised %s", type(exc).__name__)
+            self._send(500, b'{"error": "health report failed"}', "application/json")
+            return
+        if report is None:
+            body = {"error": f"no pipeline {pipeline!r}" if pipeline else "health not available"}
+            self._send(404, json.dumps(body).encode(), "application/json")
+            return
+        code = 503 if report.get("status") == "failing" else 200
+        self._send(code, json.dumps(report).encode(), "application/json")
 
     def _readiness(self) -> Readiness:
         try:
@@ -87,11 +115,13 @@ class TelemetryServer:
         host: str = "127.0.0.1",
         port: int = 9464,
         readiness: ReadinessProbe = _not_ready_yet,
+        health: HealthProbe | None = None,
     ) -> None:
         self.registry = registry
         self.host = host
         self._requested_port = port
         self._readiness = readiness
+        self._health = health
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -117,7 +147,11 @@ class TelemetryServer:
         handler = type(
             "TelemetryHandler",
             (_Handler,),
-            {"registry": self.registry, "readiness": staticmethod(self._readiness)},
+            {
+                "registry": self.registry,
+                "readiness": staticmethod(self._readiness),
+                "health": None if self._health is None else staticmethod(self._health),
+            },
         )
         server = ThreadingHTTPServer((self.host, self._requested_port), handler)
         server.daemon_threads = True
