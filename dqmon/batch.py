@@ -10,6 +10,24 @@ import polars as pl
 
 
 @dataclass(frozen=True)
+class PartitionWindow:
+    """What one reader saw of one Kafka partition in a window (before sampling).
+
+    Filled only when a source reports per partition (scale-out replicas): the judge merges
+    these from several replicas into one window. `start_mark`/`end_mark` are the partition's
+    high watermark at window start/end (None when the partition was assigned or revoked
+    mid-window); offsets are the first/last consumed, sampled or not.
+    """
+
+    seen: int = 0
+    first_offset: int | None = None
+    last_offset: int | None = None
+    newest_ms: int | None = None
+    start_mark: int | None = None
+    end_mark: int | None = None
+
+
+@dataclass(frozen=True)
 class MicroBatch:
     """A polars DataFrame of sampled rows plus where and when they came from.
 
@@ -36,6 +54,10 @@ class MicroBatch:
     # the window did not cover the whole dataset (e.g. partitions assigned mid-window): counts
     # are not comparable with full windows
     partial: bool = False
+    # per-partition counters, and sampled records that failed decoding (_partition, _offset,
+    # reason): only from sources asked to report per partition (see PartitionWindow)
+    partitions: Mapping[int, PartitionWindow] = field(default_factory=dict)
+    rejects: pl.DataFrame | None = None
 
     @property
     def decode_error_count(self) -> int:

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -39,6 +40,7 @@ from dqmon.sources.base import Source, SourceContext
 from dqmon.sources.kafka_broker import BrokerView
 from dqmon.sources.kafka_config import admin_config, consumer_config, redact, scrub
 from dqmon.sources.kafka_frame import messages_to_frame
+from dqmon.sources.kafka_partitions import PartitionTally, rejects_frame
 from dqmon.sources.sampling import keep_mask
 
 log = logging.getLogger(__name__)
@@ -55,11 +57,12 @@ def build_decoder(config: KafkaSourceConfig) -> Decoder:
 class _Window:
     """What has been read in the current micro-batch window."""
 
-    def __init__(self, start: datetime, watermarks: Mapping[int, int] | None) -> None:
+    def __init__(self, start: datetime, watermarks: Mapping[int, int] | None, tally: bool = False) -> None:
         self.start = start
         self.watermarks = watermarks
         self.messages: list[Message] = []  # sampled messages, in consume order
         self.seen = 0
+        self.tally = PartitionTally() if tally else None
 
     @property
     def sampled(self) -> int:
@@ -129,6 +132,9 @@ class KafkaSource(Source):
         self._facts_cache: SourceFacts | None = None
         self._facts_at = 0.0
         self.facts_ttl = 1.0
+        # scale-out replicas (dqmon.scaleout): epoch-aligned windows, counters per partition
+        self.report_partitions = False
+        self.known_partitions: list[int] = []  # the topic's partitions, as last read for facts
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -192,7 +198,10 @@ class KafkaSource(Source):
             start, marks = self._next_start
         else:
             start, marks = self.clock(), self._watermarks(self._assigned)
-        self._win = _Window(start, marks)
+        if self.report_partitions:  # every replica's windows coincide: epoch multiples of the window
+            step = self.window.total_seconds()
+            start = datetime.fromtimestamp(math.floor(start.timestamp() / step) * step, UTC)
+        self._win = _Window(start, marks, tally=self.report_partitions)
         return self._win
 
     def _take(self, win: _Window, messages: list[Message]) -> None:
@@ -204,10 +213,13 @@ class KafkaSource(Source):
         newest = int(timestamps.max())
         self._newest_ms = newest if self._newest_ms is None else max(self._newest_ms, newest)
         self._up, self._error = True, None
-        if self.rate < 1.0:
+        if self.rate < 1.0 or win.tally is not None:
             partitions = np.fromiter(map(Message.partition, messages), np.int64, len(messages))
             offsets = np.fromiter(map(Message.offset, messages), np.int64, len(messages))
-            messages = list(compress(messages, keep_mask(partitions, offsets, self.rate)))
+            if win.tally is not None:
+                win.tally.take(partitions, offsets, timestamps)
+            if self.rate < 1.0:
+                messages = list(compress(messages, keep_mask(partitions, offsets, self.rate)))
         self._add(win, messages)
 
     def _add(self, win: _Window, sampled: list[Message]) -> None:
@@ -240,6 +252,10 @@ class KafkaSource(Source):
         decode_started = time.perf_counter()
         df, errors, offsets = messages_to_frame(win.messages, self.decoder, self.config.headers)
         decode_seconds = time.perf_counter() - decode_started
+        by_partition, rejects = {}, None
+        if win.tally is not None:
+            by_partition = win.tally.close(self._assigned, win.watermarks, after)
+            rejects = rejects_frame(win.messages, df, errors)
         return MicroBatch(
             pipeline=self.pipeline.pipeline,
             dataset=self.dataset.name,
@@ -253,6 +269,8 @@ class KafkaSource(Source):
             rows_produced=produced,
             decode_seconds=decode_seconds,
             partial=partial,
+            partitions=by_partition,
+            rejects=rejects,
         )
 
     def _drop_errors(self, messages: list[Message]) -> list[Message]:
@@ -336,6 +354,8 @@ class KafkaSource(Source):
             produced = kafka_offsets.produced_between(self._facts_marks, high)
         if high is not None:
             self._facts_marks = high
+        if partitions:
+            self.known_partitions = list(partitions)
         lag = self._broker.consumer_lag(self.config.consumer_groups, high) if high and self._broker else {}
         newest = datetime.fromtimestamp(self._newest_ms / 1000, UTC) if self._newest_ms is not None else None
         facts = SourceFacts(
