@@ -3,6 +3,7 @@ overlapping (rebalance-like) offset ranges give the counts and rows of one plain
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime
 
 import numpy as np
@@ -46,8 +47,10 @@ def _batch(replica_rows: pl.DataFrame, counts: dict[int, PartitionWindow], rate:
     keep = keep_mask(replica_rows[PARTITION_COLUMN].to_numpy(), replica_rows[OFFSET_COLUMN].to_numpy(), rate)
     sampled = replica_rows.filter(pl.Series(keep))
     good = sampled.filter(~pl.col("_bad")).drop("_bad", "_ts")
-    bad = sampled.filter(pl.col("_bad")).select(PARTITION_COLUMN, OFFSET_COLUMN).with_columns(
-        pl.lit("invalid_json").alias("reason")
+    bad = (
+        sampled.filter(pl.col("_bad"))
+        .select(PARTITION_COLUMN, OFFSET_COLUMN)
+        .with_columns(pl.lit("invalid_json").alias("reason"))
     )
     return MicroBatch(
         pipeline="p",
@@ -75,7 +78,7 @@ def scenarios(draw: st.DrawFn) -> tuple[dict[int, int], list[tuple[int, int, int
         # random cut points; each piece may be stretched back into its predecessor (an overlap)
         cuts = sorted(set(draw(st.lists(st.integers(1, n - 1), max_size=3)))) if n > 1 else []
         bounds = [0, *cuts, n]
-        for a, b in zip(bounds, bounds[1:], strict=False):
+        for a, b in itertools.pairwise(bounds):
             back = draw(st.integers(0, a)) if draw(st.booleans()) else 0
             slices.append((draw(st.integers(0, replicas - 1)), p, a - back, b - 1))
     bad_every = draw(st.sampled_from([0, 5, 11]))
@@ -102,7 +105,9 @@ def test_merged_window_equals_one_reader_of_every_partition(scenario) -> None:
             start_mark=marks[p][0] if first == 0 else None,
             end_mark=marks[p][1] if last == sizes[p] - 1 else None,
         )
-        per_replica.setdefault(replica, []).extend(split_batch(_batch(rows, {p: counts}, rate), f"r{replica}"))
+        per_replica.setdefault(replica, []).extend(
+            split_batch(_batch(rows, {p: counts}, rate), f"r{replica}")
+        )
     stored: list[Partial] = []
     for replica, parts in per_replica.items():
         for p in {x.partition for x in parts}:
@@ -118,7 +123,9 @@ def test_merged_window_equals_one_reader_of_every_partition(scenario) -> None:
     assert merged.missing == ()
     assert batch.rows_seen == sum(sizes.values())  # no record counted twice, none lost
     assert batch.rows_sampled == sampled.height
-    assert batch.decode_errors == ({"invalid_json": int(sampled["_bad"].sum())} if sampled["_bad"].sum() else {})
+    assert batch.decode_errors == (
+        {"invalid_json": int(sampled["_bad"].sum())} if sampled["_bad"].sum() else {}
+    )
     assert batch.rows_produced == sum(sizes.values())
     got = batch.df.select(good.columns) if batch.df.height else good.head(0)
     assert got.to_dicts() == good.to_dicts()
@@ -163,10 +170,14 @@ def test_range_union_and_clipping_against_a_set_of_offsets() -> None:
 
 
 def test_replicas_with_differently_learned_types_merge() -> None:
-    a = pl.DataFrame({"v": [None, None], PARTITION_COLUMN: [0, 0], OFFSET_COLUMN: [0, 1]},
-                     schema_overrides={PARTITION_COLUMN: pl.Int32, OFFSET_COLUMN: pl.Int64})
-    b = pl.DataFrame({"v": [1.5], PARTITION_COLUMN: [1], OFFSET_COLUMN: [0]},
-                     schema_overrides={PARTITION_COLUMN: pl.Int32, OFFSET_COLUMN: pl.Int64})
+    a = pl.DataFrame(
+        {"v": [None, None], PARTITION_COLUMN: [0, 0], OFFSET_COLUMN: [0, 1]},
+        schema_overrides={PARTITION_COLUMN: pl.Int32, OFFSET_COLUMN: pl.Int64},
+    )
+    b = pl.DataFrame(
+        {"v": [1.5], PARTITION_COLUMN: [1], OFFSET_COLUMN: [0]},
+        schema_overrides={PARTITION_COLUMN: pl.Int32, OFFSET_COLUMN: pl.Int64},
+    )
     parts = [
         Partial(0, W0, W0 + 1, "a", ((0, 1, 2),), start_mark=0, end_mark=2, rows=a),
         Partial(1, W0, W0 + 1, "b", ((0, 0, 1),), start_mark=0, end_mark=1, rows=b),

@@ -90,7 +90,7 @@ def split_batch(batch: MicroBatch, replica: str) -> list[Partial]:
 def _by_partition(df: pl.DataFrame) -> Iterable[tuple[int, pl.DataFrame]]:
     if not df.height or PARTITION_COLUMN not in df.columns:
         return []
-    return ((int(key[0]), part) for key, part in df.partition_by(PARTITION_COLUMN, as_dict=True).items())  # type: ignore[arg-type]
+    return ((int(key[0]), part) for key, part in df.partition_by(PARTITION_COLUMN, as_dict=True).items())
 
 
 # --------------------------------------------------------------------------- merging
@@ -200,7 +200,11 @@ def merge_window(
     if rows.height:
         rows = rows.sort(KEY)
     rejects = _frames([p.rejects for p in merged])
-    sampled = pl.concat([f.select(KEY) for f in (rows, rejects) if f.height]) if rows.height or rejects.height else None
+    sampled = (
+        pl.concat([f.select(KEY) for f in (rows, rejects) if f.height])
+        if rows.height or rejects.height
+        else None
+    )
     offsets: dict[int, tuple[int, int]] = {}
     if sampled is not None:
         for p, lo, hi in (
@@ -217,7 +221,8 @@ def merge_window(
     if merged and marked:
         produced = 0
         for p in merged:
-            assert p.start_mark is not None and p.end_mark is not None
+            assert p.start_mark is not None
+            assert p.end_mark is not None
             produced += p.end_mark - p.start_mark if p.end_mark >= p.start_mark else p.end_mark
     start = min((p.window_start for p in partials), default=0.0)
     end = max((p.window_end for p in partials), default=start)
