@@ -132,7 +132,7 @@ def test_three_replicas_give_the_verdicts_of_one_reader(tmp_path, bootstrap, top
         assert merged.value("unique(trade_id)") == single.value("unique(trade_id)"), where
         freshness = (merged.value("freshness"), single.value("freshness"))
         assert freshness[0] is not None and freshness[1] is not None
-        assert abs(freshness[0] - freshness[1]) < 1.0, where  # both: window end − newest event time
+        assert abs(freshness[0] - freshness[1]) < 1.0, where  # both: window end - newest event time
         complete = next(r for r in merged.results if r.check == "scaleout:partitions")
         assert complete.status.label == "ok", where
     statuses = {kind: recorder.verdicts[s].statuses() for s, kind in bursts.items()}

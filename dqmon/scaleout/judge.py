@@ -81,6 +81,12 @@ class _DatasetCursor:
         self.after = -math.inf  # last judged window start
         self.through: dict[int, int] = {}
         self.partitions: list[int] = []
+        self.missing_since: dict[int, float] = {}  # partition -> end of the first window it missed
+        # a group hands a partition over within its session timeout (a dead member is evicted
+        # then; a join is held at most that long): shorter gaps are a rebalance, not an outage
+        client = getattr(dataset.source, "client", {}) or {}
+        session = float(client.get("session.timeout.ms", 45_000)) / 1000.0
+        self.rebalance_allowance = session + self.window
 
 
 class Judge:
@@ -223,7 +229,13 @@ class Judge:
             results = engine.evaluate(batch)
         finally:
             self._judging_at = None
-        results.append(self._completeness(cursor, missing))
+        end = batch.window_end.timestamp()
+        cursor.missing_since = {p: cursor.missing_since.get(p, end) for p in missing}
+        overdue = [p for p in missing if end - cursor.missing_since[p] >= cursor.rebalance_allowance]
+        if overdue or not missing:
+            results.append(self._completeness(cursor, missing))
+        # else a rebalance is handing partitions over: the batch is partial (volume does not judge
+        # it) and counted, but the window is neither called healthy nor alerted on yet
         self.metrics.windows.labels(pipeline, name).inc()
         if missing:
             self.metrics.incomplete.labels(pipeline, name).inc()

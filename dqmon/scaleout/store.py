@@ -24,6 +24,7 @@ import psycopg
 
 from dqmon.errors import StateError
 from dqmon.scaleout.partials import Partial, decode, encode
+from dqmon.state.postgres import DDL_LOCK_KEY
 
 SCHEMA = [
     "CREATE TABLE IF NOT EXISTS scaleout_partials ("
@@ -55,6 +56,7 @@ class PartialStore:
         self._lock = threading.Lock()
         self._conn: psycopg.Connection[Any] | None = None
         with self._cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (DDL_LOCK_KEY,))  # replicas start together
             for statement in SCHEMA:
                 cur.execute(statement)
 
