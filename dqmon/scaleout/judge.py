@@ -218,6 +218,7 @@ class Judge:
                 continue
             cursor.through = merged.through
             self._verdict(cursor, merged.batch, merged.missing)
+            self.store.drop_judged(pipeline, name, start)
 
     def _verdict(self, cursor: _DatasetCursor, batch: MicroBatch, missing: tuple[int, ...]) -> None:
         pipeline, name = self.pipeline.pipeline, cursor.dataset.name

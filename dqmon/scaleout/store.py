@@ -173,6 +173,14 @@ class PartialStore:
             )
             return cur.rowcount == 1
 
+    def drop_judged(self, pipeline: str, dataset: str, through_window: float) -> None:
+        """Partials of judged windows are not needed any more (late re-sends land after retention)."""
+        with self._cursor() as cur:
+            cur.execute(
+                "DELETE FROM scaleout_partials WHERE pipeline = %s AND dataset = %s AND window_start <= %s",
+                (pipeline, dataset, through_window),
+            )
+
     def prune(self, before: float) -> None:
         """Drop partials and judged marks of windows older than `before` (retention)."""
         with self._cursor() as cur:

@@ -72,23 +72,30 @@ class PartitionTally:
 def rejects_frame(
     messages: Sequence[Message], decoded: pl.DataFrame, errors: Mapping[str, int]
 ) -> pl.DataFrame:
-    """Sampled records that produced no row, with a reason each.
+    """Sampled records that produced no row, with a reason each (see `rejected`)."""
+    if not sum(errors.values()) or not messages:
+        return rejected(np.empty(0, np.int32), np.empty(0, np.int64), decoded, {})
+    n = len(messages)
+    partitions = np.fromiter(map(Message.partition, messages), np.int32, n)
+    return rejected(partitions, np.fromiter(map(Message.offset, messages), np.int64, n), decoded, errors)
+
+
+def rejected(
+    partitions: npt.NDArray[np.int32],
+    offsets: npt.NDArray[np.int64],
+    decoded: pl.DataFrame,
+    errors: Mapping[str, int],
+) -> pl.DataFrame:
+    """The sampled (partition, offset) pairs missing from the decoded rows, with a reason each.
 
     Decoders count reasons per batch, not per record, so reasons are handed out in record order
     (sorted reason names): the count per reason is exact, and so is the per-partition count; the
     reason of a single record is exact whenever a batch has one reason (the usual case).
     """
     schema = {PARTITION_COLUMN: pl.Int32(), OFFSET_COLUMN: pl.Int64(), REASON_COLUMN: pl.String()}
-    total = sum(errors.values())
-    if not total or not messages:
+    if not sum(errors.values()) or not offsets.size:
         return pl.DataFrame(schema=schema)
-    n = len(messages)
-    sampled = pl.DataFrame(
-        {
-            PARTITION_COLUMN: np.fromiter(map(Message.partition, messages), np.int32, n),
-            OFFSET_COLUMN: np.fromiter(map(Message.offset, messages), np.int64, n),
-        }
-    )
+    sampled = pl.DataFrame({PARTITION_COLUMN: partitions.astype(np.int32), OFFSET_COLUMN: offsets})
     kept = decoded.select(PARTITION_COLUMN, OFFSET_COLUMN) if decoded.height else sampled.head(0)
     missing = sampled.join(kept, on=[PARTITION_COLUMN, OFFSET_COLUMN], how="anti", maintain_order="left")
     reasons = [r for r in sorted(errors) for _ in range(errors[r])][: missing.height]
