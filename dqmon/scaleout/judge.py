@@ -168,11 +168,11 @@ class Judge:
         if time.monotonic() - self._swept_at >= self.sweep_seconds:  # first: it learns the partitions
             self._swept_at = time.monotonic()
             self._sweep(now)
-        for cursor in self._cursors.values():
-            self._judge_ready(cursor, now)
-        if time.monotonic() - self._pruned_at >= 60.0:
+        if time.monotonic() - self._pruned_at >= 60.0:  # first too: a long-stopped install's leftovers
             self._pruned_at = time.monotonic()
             self.store.prune((now - RETENTION).timestamp())
+        for cursor in self._cursors.values():
+            self._judge_ready(cursor, now)
 
     def _elect(self) -> None:
         cursors = {d.name: _DatasetCursor(d) for d in self.datasets}

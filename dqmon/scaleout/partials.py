@@ -136,6 +136,9 @@ def _minmax(values: Iterable[int | None], pick: Any) -> int | None:
 
 def merge_partition(parts: Sequence[Partial], through: int | None = None) -> Partial:
     """One partition's partials (any replicas, any batches) → one; `through` drops judged offsets."""
+    first = parts[0]
+    if len(parts) == 1 and (through is None or all(r[0] > through for r in first.ranges)):
+        return first  # the usual case: one reader held the partition all window, nothing to dedupe
     rows = _frames([p.rows for p in parts])
     rejects = _frames([p.rejects for p in parts])
     if rows.height:
@@ -151,7 +154,6 @@ def merge_partition(parts: Sequence[Partial], through: int | None = None) -> Par
             rows = rows.filter(pl.col(OFFSET_COLUMN) > through)
         if rejects.height:
             rejects = rejects.filter(pl.col(OFFSET_COLUMN) > through)
-    first = parts[0]
     return replace(
         first,
         window_end=max(p.window_end for p in parts),
@@ -196,9 +198,7 @@ def merge_window(
         if top >= 0:
             through[partition] = top
     missing = tuple(sorted(set(topic_partitions) - set(by_partition)))
-    rows = _frames([p.rows for p in merged])
-    if rows.height:
-        rows = rows.sort(KEY)
+    rows = _frames([p.rows for p in merged])  # partition order, offsets ascending within one reader
     rejects = _frames([p.rejects for p in merged])
     sampled = (
         pl.concat([f.select(KEY) for f in (rows, rejects) if f.height])
@@ -258,7 +258,7 @@ def encode(part: Partial) -> tuple[str, bytes]:
         "rejects": [[int(o), str(r)] for o, r in part.rejects.select(OFFSET_COLUMN, REASON).iter_rows()],
     }
     buf = io.BytesIO()
-    part.rows.write_ipc(buf, compression="zstd")
+    part.rows.write_ipc_stream(buf, compression="zstd")  # the stream format: ~4x cheaper for small frames
     return json.dumps(counters, separators=(",", ":")), buf.getvalue()
 
 
@@ -281,6 +281,6 @@ def decode(partition: int, window_start: float, replica: str, counters: str, row
         newest_ms=c.get("newest_ms"),
         start_mark=c.get("start_mark"),
         end_mark=c.get("end_mark"),
-        rows=pl.read_ipc(io.BytesIO(rows)),
+        rows=pl.read_ipc_stream(io.BytesIO(rows)),
         rejects=rejects,
     )

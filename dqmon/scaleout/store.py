@@ -87,18 +87,19 @@ class PartialStore:
     # ------------------------------------------------------------------ replicas write
     def put_partials(self, pipeline: str, dataset: str, parts: Sequence[Partial], now: float) -> int:
         """Upsert; returns the bytes of rows written (for the cost metric)."""
-        written = 0
+        rows = []
+        for part in parts:
+            counters, blob = encode(part)
+            rows.append((pipeline, dataset, part.window_start, part.partition, part.replica, counters, blob, now))
         with self._cursor() as cur:
-            for part in parts:
-                counters, rows = encode(part)
-                written += len(rows) + len(counters)
-                cur.execute(
-                    "INSERT INTO scaleout_partials(pipeline, dataset, window_start, partition, replica,"
-                    " counters, rows, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-                    " ON CONFLICT (pipeline, dataset, window_start, partition, replica) DO UPDATE SET"
-                    " counters = excluded.counters, rows = excluded.rows, updated_at = excluded.updated_at",
-                    (pipeline, dataset, part.window_start, part.partition, part.replica, counters, rows, now),
-                )
+            cur.executemany(  # pipelined: one round trip for the window's partitions
+                "INSERT INTO scaleout_partials(pipeline, dataset, window_start, partition, replica,"
+                " counters, rows, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (pipeline, dataset, window_start, partition, replica) DO UPDATE SET"
+                " counters = excluded.counters, rows = excluded.rows, updated_at = excluded.updated_at",
+                rows,
+            )
+        written = sum(len(r[5]) + len(r[6]) for r in rows)
         return written
 
     def put_facts(
