@@ -48,13 +48,24 @@ def window_messages(n: int, partitions: int, base: int, now_ms: int) -> list[Mes
     out = []
     for i in range(n):
         trade = {
-            "trade_id": base + i, "symbol": SYMBOLS[i % 5], "side": "buy" if i % 2 else "sell",
-            "price": round(rng.uniform(10, 60000), 2), "qty": round(rng.uniform(0.001, 5), 4),
-            "event_ts": now_ms, "venue": "bench",
-        }  # fmt: skip
+            "trade_id": base + i,
+            "symbol": SYMBOLS[i % 5],
+            "side": "buy" if i % 2 else "sell",
+            "price": round(rng.uniform(10, 60000), 2),
+            "qty": round(rng.uniform(0.001, 5), 4),
+            "event_ts": now_ms,
+            "venue": "bench",
+        }
         p = i % partitions
-        out.append(Message(topic="t", partition=p, offset=(base + i) // partitions,
-                           value=json.dumps(trade).encode(), timestamp=(1, now_ms)))  # fmt: skip
+        out.append(
+            Message(
+                topic="t",
+                partition=p,
+                offset=(base + i) // partitions,
+                value=json.dumps(trade).encode(),
+                timestamp=(1, now_ms),
+            )
+        )
     return out
 
 
@@ -70,8 +81,14 @@ def pipeline() -> Pipeline:
                     "event_time": "event_ts",
                     "source": {"kind": "kafka", "topic": "t", "mode": "group"},
                     "checks": [
-                        {"validity": {"not_null": ["trade_id", "price"], "range": {"price": {"gt": 0}},
-                                      "in_set": {"symbol": SYMBOLS}, "unique": ["trade_id"]}},  # fmt: skip
+                        {
+                            "validity": {
+                                "not_null": ["trade_id", "price"],
+                                "range": {"price": {"gt": 0}},
+                                "in_set": {"symbol": SYMBOLS},
+                                "unique": ["trade_id"],
+                            }
+                        },
                         {"freshness": {"max_lag": "30s"}},
                         {"volume": {"min": 1}},
                     ],
@@ -81,7 +98,9 @@ def pipeline() -> Pipeline:
     )
 
 
-def run(records: int, partitions: int, rate: float, windows: int, replicas: int, dsn: str) -> dict[str, float]:
+def run(
+    records: int, partitions: int, rate: float, windows: int, replicas: int, dsn: str
+) -> dict[str, float]:
     p = pipeline()
     dataset = p.datasets[0]
     store = PartialStore(dsn)
@@ -95,7 +114,7 @@ def run(records: int, partitions: int, rate: float, windows: int, replicas: int,
         messages = window_messages(records, partitions, w * records, now_ms)
         owners = {q: q % replicas for q in range(partitions)}
         for r in range(replicas):
-            mine = [m for m in messages if owners[m.partition()] == r]
+            mine = [m for m in messages if owners[int(m.partition() or 0)] == r]
             t0 = time.process_time()
             parts = np.fromiter(map(Message.partition, mine), np.int64, len(mine))
             offs = np.fromiter(map(Message.offset, mine), np.int64, len(mine))
@@ -113,12 +132,18 @@ def run(records: int, partitions: int, rate: float, windows: int, replicas: int,
             held = [q for q, o in owners.items() if o == r]
             marks = {q: 0 for q in held}
             batch = MicroBatch(
-                pipeline="bench", dataset="trades", df=df,
-                window_start=datetime.fromtimestamp(start, UTC), window_end=datetime.fromtimestamp(start + 1, UTC),
-                rows_seen=len(mine), rows_sampled=len(sampled), decode_errors=errors, offsets=offsets,
+                pipeline="bench",
+                dataset="trades",
+                df=df,
+                window_start=datetime.fromtimestamp(start, UTC),
+                window_end=datetime.fromtimestamp(start + 1, UTC),
+                rows_seen=len(mine),
+                rows_sampled=len(sampled),
+                decode_errors=errors,
+                offsets=offsets,
                 partitions=tally.close(held, marks, {q: records // partitions for q in held}),
                 rejects=rejects_frame(sampled, df, errors),
-            )  # fmt: skip
+            )
             stored_bytes += store.put_partials("bench", "trades", split_batch(batch, f"r{r}"), time.time())
             t6 = time.process_time()
             cpu["decode"] += t5 - t4
@@ -133,7 +158,8 @@ def run(records: int, partitions: int, rate: float, windows: int, replicas: int,
         store.drop_judged("bench", "trades", start)
         cpu["merge"] += j1 - j0
         cpu["engine"] += j2 - j1
-        assert merged.batch.rows_seen == records and not merged.missing
+        assert merged.batch.rows_seen == records
+        assert not merged.missing
     store.close()
     total = records * windows
     return {
@@ -159,18 +185,24 @@ def main() -> None:
     params["options"] = f"-c search_path={schema}"
     dsn = psycopg.conninfo.make_conninfo(**params)  # type: ignore[arg-type]
     try:
-        print(f"{args.records} records/window over {args.partitions} partitions, rate {args.rate}, "
-              f"{args.windows} windows; CPU µs per record (whole topic), bytes per window per partition")  # fmt: skip
-        print(f"{'replicas':>8} {'decode':>7} {'engine':>7} {'partials':>9} {'merge':>7} {'overhead':>9} "
-              f"{'B/win/part':>11} {'B/row':>6} {'ms/replica-window':>18} {'judge ms/window':>16}")  # fmt: skip
+        print(
+            f"{args.records} records/window over {args.partitions} partitions, rate {args.rate}, "
+            f"{args.windows} windows; CPU µs per record (whole topic), bytes per window per partition"
+        )
+        print(
+            f"{'replicas':>8} {'decode':>7} {'engine':>7} {'partials':>9} {'merge':>7} {'overhead':>9} "
+            f"{'B/win/part':>11} {'B/row':>6} {'ms/replica-window':>18} {'judge ms/window':>16}"
+        )
         for replicas in (1, 2, 3):
             m = run(args.records, args.partitions, args.rate, args.windows, replicas, dsn)
             base = m["decode_us_per_record"] + m["engine_us_per_record"]
             extra = m["partials_us_per_record"] + m["merge_us_per_record"]
-            print(f"{replicas:>8} {m['decode_us_per_record']:>7.2f} {m['engine_us_per_record']:>7.2f} "
-                  f"{m['partials_us_per_record']:>9.2f} {m['merge_us_per_record']:>7.2f} {extra / base:>8.0%} "
-                  f"{m['bytes_per_window_partition']:>11,.0f} {m['bytes_per_sampled_row']:>6.1f} "
-                  f"{m['partials_ms_per_replica_window']:>18.1f} {m['merge_ms_per_window']:>16.1f}")  # fmt: skip
+            print(
+                f"{replicas:>8} {m['decode_us_per_record']:>7.2f} {m['engine_us_per_record']:>7.2f} "
+                f"{m['partials_us_per_record']:>9.2f} {m['merge_us_per_record']:>7.2f} {extra / base:>8.0%} "
+                f"{m['bytes_per_window_partition']:>11,.0f} {m['bytes_per_sampled_row']:>6.1f} "
+                f"{m['partials_ms_per_replica_window']:>18.1f} {m['merge_ms_per_window']:>16.1f}"
+            )
     finally:
         with psycopg.connect(DSN, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')

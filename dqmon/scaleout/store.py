@@ -90,7 +90,8 @@ class PartialStore:
         rows = []
         for part in parts:
             counters, blob = encode(part)
-            rows.append((pipeline, dataset, part.window_start, part.partition, part.replica, counters, blob, now))
+            key = (pipeline, dataset, part.window_start, part.partition, part.replica)
+            rows.append((*key, counters, blob, now))
         with self._cursor() as cur:
             cur.executemany(  # pipelined: one round trip for the window's partitions
                 "INSERT INTO scaleout_partials(pipeline, dataset, window_start, partition, replica,"
@@ -99,8 +100,7 @@ class PartialStore:
                 " counters = excluded.counters, rows = excluded.rows, updated_at = excluded.updated_at",
                 rows,
             )
-        written = sum(len(r[5]) + len(r[6]) for r in rows)
-        return written
+        return sum(len(r[5]) + len(r[6]) for r in rows)
 
     def put_facts(
         self, pipeline: str, dataset: str, replica: str, body: Mapping[str, Any], now: float
