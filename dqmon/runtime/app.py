@@ -74,6 +74,7 @@ class Runtime:
         self.workers: list[DatasetWorker] = []
         self.managers: dict[str, AlertManager] = {}
         self._workers_lock = threading.RLock()
+        self._managers_lock = threading.Lock()
         self._stopped = threading.Event()
         self._reload_requested = threading.Event()
         self._stopped_requested = threading.Event()
@@ -89,11 +90,11 @@ class Runtime:
             self.metrics, self.board, self.delivery, lambda: self.managers, self.clock
         )
         self.on_results = self.publish.on_results
+        self.on_notifications = self.publish.on_notifications
         # scale-out: replicas publish partial states, one elected judge per pipeline gives verdicts
         self.replicas = Replicas(
             self.settings, self.metrics.registry, self.publish, self._engine, self._install_manager, clock
         )
-        self.on_notifications = self.publish.on_notifications
         self.server = TelemetryServer(
             self.metrics.registry,
             host=self.settings.http_host,
@@ -193,14 +194,16 @@ class Runtime:
             self.managers = {
                 p.pipeline: self._alert_manager(p)
                 for p in config.pipelines
-                if not self.replicas.judged_here(p)
+                if not self.replicas.elects_judge(p)
             }
             for pipeline, dataset in config.datasets():
                 base_dir = config.base_dir(pipeline.pipeline)
                 source = build_source(pipeline, dataset, self.settings, self.store, base_dir, self.clock)
-                engine: Evaluator = self._engine(pipeline, dataset, self.clock)
-                if self.replicas.scaled_out(dataset):
-                    engine = self.replicas.publisher(pipeline, dataset, source)
+                engine: Evaluator = (
+                    self.replicas.publisher(pipeline, dataset, source)
+                    if self.replicas.scaled_out(dataset)
+                    else self._engine(pipeline, dataset, self.clock)
+                )
                 worker = DatasetWorker(
                     pipeline,
                     dataset,
@@ -243,12 +246,13 @@ class Runtime:
     def _install_manager(self, pipeline: Pipeline, elected: bool) -> None:
         """The judge thread's election (True) or demotion (False): the fresh manager loads the
         pipeline's alert states from the shared store, so the episode continues."""
-        managers = dict(self.managers)  # replaced whole: the fan-out reads it without a lock
-        if elected:
-            managers[pipeline.pipeline] = self._alert_manager(pipeline)
-        else:
-            managers.pop(pipeline.pipeline, None)
-        self.managers = managers
+        with self._managers_lock:  # judges of several pipelines may change it at once
+            managers = dict(self.managers)  # replaced whole: the fan-out reads it without a lock
+            if elected:
+                managers[pipeline.pipeline] = self._alert_manager(pipeline)
+            else:
+                managers.pop(pipeline.pipeline, None)
+            self.managers = managers
 
     def _stop_workers(self, timeout: float) -> None:
         with self._workers_lock:

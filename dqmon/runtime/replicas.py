@@ -65,7 +65,7 @@ class Replicas:
         source = dataset.source
         return self.enabled and isinstance(source, KafkaSourceConfig) and source.mode == "group"
 
-    def judged_here(self, pipeline: Pipeline) -> bool:
+    def elects_judge(self, pipeline: Pipeline) -> bool:
         """True when the pipeline's alerts belong to its elected judge, not to every replica."""
         return any(self.scaled_out(d) for d in pipeline.datasets)
 

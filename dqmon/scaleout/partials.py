@@ -100,7 +100,7 @@ def union_ranges(ranges: Iterable[Range]) -> tuple[Range, ...]:
     """Disjoint ranges covering the input; records in overlaps counted once (contiguous offsets)."""
     out: list[Range] = []
     for first, last, seen in sorted(ranges):
-        if out and first <= out[-1][1]:
+        if out and first <= out[-1][1] + 1:  # overlapping or adjacent: one range
             f0, l0, s0 = out[-1]
             overlap = min(l0, last) - first + 1
             out[-1] = (f0, max(l0, last), s0 + seen - min(overlap, seen, s0))

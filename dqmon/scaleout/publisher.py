@@ -25,7 +25,7 @@ from dqmon.scaleout.partials import Partial, merge_partition, split_batch
 from dqmon.scaleout.store import PartialStore
 
 log = logging.getLogger(__name__)
-KEEP_WINDOWS = 3  # a window's accumulator is kept this many windows (late batches of it merge in)
+KEEP_WINDOWS = 3  # unsent partials (failed writes) are retried for this many windows
 FACTS_EVERY = 0.5
 
 
@@ -70,11 +70,13 @@ class PartialPublisher:
             before = self._acc.get(key)
             self._acc[key] = part if before is None else merge_partition([before, part])
             self._unsent.add(key)
+        # batches come window after window: an older window only stays while its write failed
         newest = max((w for w, _ in self._acc), default=0.0)
         span = max(1.0, (batch.window_end - batch.window_start).total_seconds())
-        for key in [k for k in self._acc if k[0] < newest - KEEP_WINDOWS * span]:
-            del self._acc[key]
-            self._unsent.discard(key)
+        for key in list(self._acc):
+            if key[0] < newest and (key not in self._unsent or key[0] < newest - KEEP_WINDOWS * span):
+                del self._acc[key]
+                self._unsent.discard(key)
         self._flush()
         return []
 
