@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 from confluent_kafka import Producer
 
 from dqmon.batch import MicroBatch
@@ -28,7 +29,17 @@ WINDOW = 2.0
 GROUP_CLIENT = "{session.timeout.ms: 6000, heartbeat.interval.ms: 1000}"
 
 
-def checks_yaml(pipeline: str, topic: str, bootstrap: str, *, mode: str = "group", for_: str = "0s") -> str:
+# every other row-based kind, for the window-by-window comparison (ref.parquet: see write_checks)
+EVERY_KIND = """\
+      - schema: {on_drift: warn}
+      - distribution: {column: price, metric: ks, max: 0.5, min_rows: 20, reference: "file:ref.parquet"}
+      - sql: {query: "select max(price) - min(price) as value from batch", max: 30}
+"""
+
+
+def checks_yaml(
+    pipeline: str, topic: str, bootstrap: str, *, mode: str = "group", for_: str = "0s", extra: str = ""
+) -> str:
     return f"""\
 pipeline: {pipeline}
 owner: "#scale-alerts"
@@ -51,23 +62,27 @@ datasets:
       - freshness: {{max_lag: 5s, stat: newest, max_silence: 8s}}
       - volume: {{min: 100}}
       - validity: {{not_null: [trade_id, price], unique: [trade_id]}}
-"""
+{extra}"""
 
 
 def write_checks(directory: Path, text: str) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "checks.yaml").write_text(text)
+    pl.DataFrame({"price": [100.0 + i % 13 for i in range(1000)]}).write_parquet(directory / "ref.parquet")
     return directory
 
 
 def trades(count: int, *, prefix: str, null_every: int = 0, dup_from: int | None = None,
-           age_seconds: float = 0.05) -> list[bytes]:  # fmt: skip
+           age_seconds: float = 0.05, price_factor: float = 1.0, bad_every: int = 0) -> list[bytes]:  # fmt: skip
     """`count` JSON trades; `dup_from` repeats the ids of the first half in the second half."""
     stamp = (datetime.now(UTC) - timedelta(seconds=age_seconds)).isoformat().replace("+00:00", "Z")
     out = []
     for i in range(count):
         ident = i - dup_from if dup_from is not None and i >= dup_from else i
-        price = None if null_every and i % null_every == 0 else 100.0 + i % 13
+        price = None if null_every and i % null_every == 0 else (100.0 + i % 13) * price_factor
+        if bad_every and i % bad_every == 1:
+            out.append(b'{"trade_id": "broken')  # undecodable
+            continue
         out.append(json.dumps({"trade_id": f"{prefix}-{ident}", "price": price, "event_ts": stamp}).encode())
     return out
 
