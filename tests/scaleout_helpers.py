@@ -72,8 +72,16 @@ def write_checks(directory: Path, text: str) -> Path:
     return directory
 
 
-def trades(count: int, *, prefix: str, null_every: int = 0, dup_from: int | None = None,
-           age_seconds: float = 0.05, price_factor: float = 1.0, bad_every: int = 0) -> list[bytes]:  # fmt: skip
+def trades(
+    count: int,
+    *,
+    prefix: str,
+    null_every: int = 0,
+    dup_from: int | None = None,
+    age_seconds: float = 0.05,
+    price_factor: float = 1.0,
+    bad_every: int = 0,
+) -> list[bytes]:
     """`count` JSON trades; `dup_from` repeats the ids of the first half in the second half."""
     stamp = (datetime.now(UTC) - timedelta(seconds=age_seconds)).isoformat().replace("+00:00", "Z")
     out = []
@@ -124,8 +132,9 @@ class Recorder:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def wrap(self, name: str, publish: Callable[..., None]) -> Callable[..., None]:
-        def recording(pipeline: Pipeline, dataset: Dataset, results: Sequence[CheckResult],
-                      batch: MicroBatch | None) -> None:  # fmt: skip
+        def recording(
+            pipeline: Pipeline, dataset: Dataset, results: Sequence[CheckResult], batch: MicroBatch | None
+        ) -> None:
             if batch is not None:
                 with self.lock:
                     self.verdicts[batch.window_start.timestamp()] = Verdict(batch, list(results))
