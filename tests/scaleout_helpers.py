@@ -38,12 +38,21 @@ EVERY_KIND = """\
 
 
 def checks_yaml(
-    pipeline: str, topic: str, bootstrap: str, *, mode: str = "group", for_: str = "0s", extra: str = ""
+    pipeline: str,
+    topic: str,
+    bootstrap: str,
+    *,
+    mode: str = "group",
+    for_: str = "0s",
+    extra: str = "",
+    slo: bool = False,
 ) -> str:
+    slos = "slos: [{name: fresh, objective: 99.0, window: 1h}]\n" if slo else ""
+    bound = ", slo: fresh" if slo else ""
     return f"""\
 pipeline: {pipeline}
 owner: "#scale-alerts"
-alerts:
+{slos}alerts:
   for: {for_}
   repeat_interval: 1h
   flap: {{window: 10m, max_transitions: 50}}
@@ -59,8 +68,8 @@ datasets:
     event_time: event_ts
     window: {WINDOW:g}s
     checks:
-      - freshness: {{max_lag: 5s, stat: newest, max_silence: 8s}}
-      - volume: {{min: 100}}
+      - freshness: {{max_lag: 5s, stat: newest, max_silence: 8s{bound}}}
+      - volume: {{min: 100{bound}}}
       - validity: {{not_null: [trade_id, price], unique: [trade_id]}}
 {extra}"""
 

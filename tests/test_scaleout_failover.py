@@ -8,6 +8,7 @@ Web API test double.
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from pathlib import Path
@@ -113,9 +114,12 @@ def test_one_thread_per_incident_and_the_thread_survives_the_judge(
 def test_replicas_joining_and_leaving_a_clean_stream_raise_no_alert(
     tmp_path, bootstrap, topic_factory, pg_schema_dsn, slack_api
 ):
+    """A joins, B joins, A (the judge) leaves, C joins, B leaves: judging moves twice, no alert,
+    no SLO burn. DQMON_SCALEOUT_SOAK_SECONDS lengthens every stage (a documented long run)."""
+    soak = float(os.environ.get("DQMON_SCALEOUT_SOAK_SECONDS", "0"))
     topic = topic_factory(PARTITIONS)
     pipeline = f"calm-{uuid.uuid4().hex[:6]}"
-    checks = write_checks(tmp_path / "checks", checks_yaml(pipeline, topic, bootstrap, for_="2s"))
+    checks = write_checks(tmp_path / "checks", checks_yaml(pipeline, topic, bootstrap, for_="2s", slo=True))
     producer = TradesProducer(bootstrap, topic, Knobs(per_second=150)).start()
 
     def replica(name: str) -> Runtime:
@@ -129,28 +133,37 @@ def test_replicas_joining_and_leaving_a_clean_stream_raise_no_alert(
         )
         return Runtime(checks, settings, registry=CollectorRegistry(), watch_files=False)
 
-    first, second = replica("a"), replica("b")
-    try:
-        first.start()
-        wait_until(lambda: len(assigned(first)) == PARTITIONS, 30, "the first replica to read everything")
-        time.sleep(6)
-        second.start()  # joins: the group rebalances
-        wait_until(lambda: assigned(second), 30, "the second replica to get partitions")
-        time.sleep(8)
-        second.stop(timeout=5)  # leaves
-        wait_until(lambda: len(assigned(first)) == PARTITIONS, 30, "the partitions back on the first")
-        time.sleep(8)
-        assert judging([first]) == [0]
-        windows = first.metrics.registry.get_sample_value(
+    def judged(runtime: Runtime) -> float:
+        value = runtime.metrics.registry.get_sample_value(
             "dqmon_scaleout_windows_judged_total", {"pipeline": pipeline, "dataset": "trades"}
         )
-        assert windows is not None and windows >= 10
-        incomplete = first.metrics.registry.get_sample_value(
-            "dqmon_scaleout_incomplete_windows_total", {"pipeline": pipeline, "dataset": "trades"}
-        )
-        assert incomplete is not None  # declared; rebalance gaps are counted, not alerted
+        return value or 0.0
+
+    a, b, c = replica("a"), replica("b"), replica("c")
+    try:
+        a.start()
+        wait_until(lambda: len(assigned(a)) == PARTITIONS, 30, "the first replica to read everything")
+        wait_until(lambda: judged(a) >= 3, 20, "the first replica to judge")
+        time.sleep(2 + soak)
+        b.start()  # joins: the group rebalances
+        wait_until(lambda: assigned(b), 30, "the second replica to get partitions")
+        time.sleep(4 + soak)
+        a.stop(timeout=5)  # the judge leaves: b takes the lock and, after a rebalance, everything
+        wait_until(lambda: judging([b]) == [0], 10, "b to judge")
+        wait_until(lambda: len(assigned(b)) == PARTITIONS, 30, "the partitions on b")
+        c.start()
+        wait_until(lambda: assigned(c), 30, "the third replica to get partitions")
+        time.sleep(4 + soak)
+        b.stop(timeout=5)
+        wait_until(lambda: judging([c]) == [0], 10, "c to judge")
+        wait_until(lambda: len(assigned(c)) == PARTITIONS, 30, "the partitions back on c")
+        wait_until(lambda: judged(c) >= 3, 20, "c to judge windows")
+        time.sleep(2 + soak)
+        assert judged(a) >= 3 and judged(b) >= 3
         assert top_level_posts(slack_api) == [], [p.text for p in top_level_posts(slack_api)]
+        for status in c.managers[pipeline].slo_status():
+            assert status.budget_remaining == 1.0  # not one bad window
     finally:
         producer.stop()
-        first.stop(timeout=5)
-        second.stop(timeout=5)
+        for runtime in (a, b, c):
+            runtime.stop(timeout=5)
