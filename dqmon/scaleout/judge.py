@@ -148,9 +148,14 @@ class Judge:
         self.lock.release()
 
     def _loop(self) -> None:
+        warned = -math.inf
         while not self._stop.is_set():
             try:
                 self.tick()
+            except StateError as exc:  # PostgreSQL unreachable: say so every 30 s, not every tick
+                if time.monotonic() - warned >= 30.0:
+                    warned = time.monotonic()
+                    log.warning("judge of %s cannot reach the store: %s", self.pipeline.pipeline, exc)
             except Exception:
                 log.exception("judge of %s failed a tick", self.pipeline.pipeline)
             self._stop.wait(self.tick_seconds if self.elected else 1.0)

@@ -63,6 +63,13 @@ class PartialPublisher:
         self._acc: dict[tuple[float, int], Partial] = {}
         self._unsent: set[tuple[float, int]] = set()
         self._facts_at = 0.0
+        self._warned_at = -1e9
+
+    def _failed(self, what: str, exc: StateError) -> None:
+        self.metrics.publish_errors.labels(self.pipeline, self.dataset).inc()
+        if self.clock() - self._warned_at >= 30.0:  # a store outage: once every 30 s, not per batch
+            self._warned_at = self.clock()
+            log.warning("publishing %s of %s/%s failed: %s", what, self.pipeline, self.dataset, exc)
 
     def evaluate(self, batch: MicroBatch) -> list[CheckResult]:
         for part in split_batch(batch, self.replica):
@@ -89,8 +96,7 @@ class PartialPublisher:
                 self.pipeline, self.dataset, [self._acc[k] for k in keys], self.clock()
             )
         except StateError as exc:
-            log.warning("publishing partials of %s/%s failed: %s", self.pipeline, self.dataset, exc)
-            self.metrics.publish_errors.labels(self.pipeline, self.dataset).inc()
+            self._failed("partials", exc)
             return
         self._unsent.clear()
         self.metrics.partial_bytes.labels(self.pipeline, self.dataset).inc(written)
@@ -105,7 +111,6 @@ class PartialPublisher:
             )
             self._facts_at = at
         except StateError as exc:
-            log.warning("publishing facts of %s/%s failed: %s", self.pipeline, self.dataset, exc)
-            self.metrics.publish_errors.labels(self.pipeline, self.dataset).inc()
+            self._failed("facts", exc)
         self._flush()  # retry partials a failed write left behind
         return []
