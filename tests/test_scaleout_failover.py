@@ -82,7 +82,7 @@ def test_one_thread_per_incident_and_the_thread_survives_the_judge(
         survivor = next(p for p in procs if p is not judge[0])
         wait_until(
             lambda: survivor.metric("dqmon_scaleout_judge", pipeline=pipeline) == 1.0,
-            15,
+            6 + 2,  # the bound: the session timeout plus a window
             "the survivor to take over judging",
         )
         # the survivor judges the still-failing check: the episode continues, nothing new is posted;
