@@ -181,3 +181,27 @@ def test_batches_of_one_window_accumulate_into_one_partial_per_partition(pg_sche
         assert stored.rows.height == 12 and (stored.start_mark, stored.end_mark) == (0, 12)
     finally:
         h.store.close()
+
+
+def test_a_window_the_size_bound_closed_early_waits_for_its_last_batch(pg_schema_dsn):
+    h = Harness(pg_schema_dsn)
+    replica = h.publisher("a", [0])
+    judge = h.judge(pg_schema_dsn, "j")
+    try:
+        replica.sweep(h.clock(), SourceFacts(observed_at=h.clock()))
+        head = batch(0, [0], 6)
+        head = MicroBatch(**{**head.__dict__, "window_end": datetime.fromtimestamp(W0 + 0.4, UTC)})
+        replica.evaluate(head)
+        h.clock.now = W0 + 1.5  # the window has ended, its last batch is still being read
+        judge.tick()
+        assert h.verdicts == []
+        tail = batch(0, [0], 6)
+        tail = MicroBatch(**{**tail.__dict__, "df": tail.df.with_columns(pl.col(OFFSET_COLUMN) + 6),
+                             "partitions": {0: PartitionWindow(6, 6, 11, None, None, 12)}})  # fmt: skip
+        replica.evaluate(tail)
+        judge.tick()
+        (verdict,) = [v for v in h.verdicts if v[1] is not None]
+        assert verdict[1].rows_seen == 12 and verdict[2]["volume"] == "ok"
+    finally:
+        judge.stop()
+        h.store.close()

@@ -39,7 +39,7 @@ def test_partials_upsert_idempotently_and_windows_are_judged_once(pg_schema_dsn)
         store.put_partials("p", "d", [part], 2.0)  # a re-send replaces, never adds
         other = Partial(1, W, W + 1, "b", (), start_mark=5, end_mark=5, rows=_rows(1, []))
         store.put_partials("p", "d", [other], 2.0)
-        assert store.windows("p", "d", 0.0) == {W: {0, 1}}
+        assert store.windows("p", "d", 0.0) == {W: {0: W + 1, 1: W + 1}}
         loaded = sorted(store.partials("p", "d", W), key=lambda x: x.partition)
         assert [x.replica for x in loaded] == ["a", "b"]
         assert loaded[0].ranges == ((0, 2, 3),) and loaded[0].rows.equals(part.rows)

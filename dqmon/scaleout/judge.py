@@ -205,10 +205,12 @@ class Judge:
         name, pipeline = cursor.dataset.name, self.pipeline.pipeline
         windows = self.store.windows(pipeline, name, cursor.after)
         at = now.timestamp()
-        for start, reported in windows.items():
+        for start, ends in windows.items():
             ended = start + cursor.window
-            expected = set(cursor.partitions) or reported
-            complete = expected <= reported and at >= ended + SETTLE_SECONDS
+            expected = set(cursor.partitions) or set(ends)
+            # every partition reported by a replica whose window closed by time (not by size)
+            finished = {p for p, end in ends.items() if end >= ended - 1e-3}
+            complete = expected <= finished and at >= ended + SETTLE_SECONDS
             if not complete and at < ended + cursor.window + GRACE_EXTRA:
                 return  # windows are judged in order: later ones wait for this one
             merged = merge_window(

@@ -29,8 +29,8 @@ from dqmon.state.postgres import DDL_LOCK_KEY
 SCHEMA = [
     "CREATE TABLE IF NOT EXISTS scaleout_partials ("
     " pipeline TEXT NOT NULL, dataset TEXT NOT NULL, window_start DOUBLE PRECISION NOT NULL,"
-    " partition INTEGER NOT NULL, replica TEXT NOT NULL, counters TEXT NOT NULL, rows BYTEA NOT NULL,"
-    " updated_at DOUBLE PRECISION NOT NULL,"
+    " partition INTEGER NOT NULL, replica TEXT NOT NULL, window_end DOUBLE PRECISION NOT NULL,"
+    " counters TEXT NOT NULL, rows BYTEA NOT NULL, updated_at DOUBLE PRECISION NOT NULL,"
     " PRIMARY KEY (pipeline, dataset, window_start, partition, replica))",
     "CREATE TABLE IF NOT EXISTS scaleout_facts ("
     " pipeline TEXT NOT NULL, dataset TEXT NOT NULL, replica TEXT NOT NULL, body TEXT NOT NULL,"
@@ -91,16 +91,17 @@ class PartialStore:
         for part in parts:
             counters, blob = encode(part)
             key = (pipeline, dataset, part.window_start, part.partition, part.replica)
-            rows.append((*key, counters, blob, now))
+            rows.append((*key, part.window_end, counters, blob, now))
         with self._cursor() as cur:
             cur.executemany(  # pipelined: one round trip for the window's partitions
                 "INSERT INTO scaleout_partials(pipeline, dataset, window_start, partition, replica,"
-                " counters, rows, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                " window_end, counters, rows, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (pipeline, dataset, window_start, partition, replica) DO UPDATE SET"
-                " counters = excluded.counters, rows = excluded.rows, updated_at = excluded.updated_at",
+                " window_end = excluded.window_end, counters = excluded.counters, rows = excluded.rows,"
+                " updated_at = excluded.updated_at",
                 rows,
             )
-        return sum(len(r[5]) + len(r[6]) for r in rows)
+        return sum(len(r[6]) + len(r[7]) for r in rows)
 
     def put_facts(
         self, pipeline: str, dataset: str, replica: str, body: Mapping[str, Any], now: float
@@ -114,16 +115,20 @@ class PartialStore:
             )
 
     # ------------------------------------------------------------------ the judge reads
-    def windows(self, pipeline: str, dataset: str, after: float) -> dict[float, set[int]]:
-        """Windows newer than `after` with partials, and the partitions reported for each."""
+    def windows(self, pipeline: str, dataset: str, after: float) -> dict[float, dict[int, float]]:
+        """Windows newer than `after` with partials: per partition reported, the latest window end
+        a replica reached (a window the size bound closed early is not finished yet)."""
         with self._cursor() as cur:
             cur.execute(
-                "SELECT window_start, array_agg(DISTINCT partition) FROM scaleout_partials"
+                "SELECT window_start, partition, max(window_end) FROM scaleout_partials"
                 " WHERE pipeline = %s AND dataset = %s AND window_start > %s"
-                " GROUP BY window_start ORDER BY window_start",
+                " GROUP BY window_start, partition ORDER BY window_start",
                 (pipeline, dataset, after),
             )
-            return {float(w): set(parts) for w, parts in cur.fetchall()}
+            out: dict[float, dict[int, float]] = {}
+            for start, partition, end in cur.fetchall():
+                out.setdefault(float(start), {})[int(partition)] = float(end)
+            return out
 
     def partials(self, pipeline: str, dataset: str, window_start: float) -> list[Partial]:
         with self._cursor() as cur:
