@@ -131,3 +131,39 @@ def test_undecodable_sampled_records_are_kept_by_partition_and_offset():
     assert out.select(PARTITION_COLUMN, OFFSET_COLUMN).rows() == [(0, 6), (1, 5), (2, 1)]
     assert sorted(out["reason"].to_list()) == ["empty", "invalid_json", "invalid_json"]  # counts exact
     assert rejected(partitions, offsets, decoded, {}).height == 0
+
+
+def test_scale_out_is_on_for_group_mode_kafka_datasets_with_postgresql_unless_turned_off():
+    from prometheus_client import CollectorRegistry
+    from pydantic import SecretStr
+
+    from dqmon.config.models import Pipeline
+    from dqmon.config.settings import Settings
+    from dqmon.runtime.replicas import Replicas
+
+    pipeline = Pipeline.model_validate(
+        {
+            "pipeline": "p",
+            "datasets": [
+                {"name": "grouped", "source": {"kind": "kafka", "topic": "t"}},  # group is the default
+                {"name": "assigned", "source": {"kind": "kafka", "topic": "t", "mode": "assign"}},
+                {"name": "replayed", "source": {"kind": "replay", "path": "x.ndjson"}},
+            ],
+        }
+    )
+
+    def scaled(**settings: object) -> list[str]:
+        replicas = Replicas(
+            Settings(**settings),  # type: ignore[arg-type]
+            CollectorRegistry(),
+            lambda *_: None,
+            lambda *_: None,  # type: ignore[arg-type,return-value]
+            lambda *_: None,
+            lambda: datetime.now(UTC),
+        )
+        return [d.name for d in pipeline.datasets if replicas.scaled_out(d)]
+
+    dsn = SecretStr("postgresql://nobody@127.0.0.1:1/none")
+    assert scaled(state_dsn=dsn) == ["grouped"]
+    assert scaled() == []  # no PostgreSQL: each replica judges its own partitions, as before
+    assert scaled(state_dsn=dsn, replicas="off") == []
