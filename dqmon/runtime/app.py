@@ -253,6 +253,12 @@ class Runtime:
             else:
                 managers.pop(pipeline.pipeline, None)
             self.managers = managers
+        if not elected:  # verdict gauges belong to the judge: a demoted replica stops exporting them
+            for dataset in pipeline.datasets:
+                if self.replicas.scaled_out(dataset):
+                    self.metrics.forget_dataset(pipeline.pipeline, dataset.name)
+            for severity in ("warn", "page"):
+                self.metrics.set_alerts_firing(pipeline.pipeline, severity, 0)
 
     def _stop_workers(self, timeout: float) -> None:
         with self._workers_lock:
