@@ -95,7 +95,12 @@ def batches(frames: list[pl.DataFrame], start: float) -> list[MicroBatch]:
     for w, df in enumerate(frames):
         end = datetime.fromtimestamp(start + (w + 1) * 10.0, UTC)
         seen = df.group_by("_partition").len().iter_rows()
-        stats = {int(p): PartitionWindow(int(c), int(end.timestamp() * 1000), 0, int(c)) for p, c in seen}
+        stats = {
+            int(p): PartitionWindow(
+                seen=int(c), newest_ms=int(end.timestamp() * 1000), start_mark=0, end_mark=int(c)
+            )
+            for p, c in seen
+        }
         out.append(
             MicroBatch(
                 "bench",
@@ -105,7 +110,7 @@ def batches(frames: list[pl.DataFrame], start: float) -> list[MicroBatch]:
                 end,
                 df.height,
                 df.height,
-                partition_stats=stats,
+                partitions=stats,
             )
         )
     return out

@@ -20,7 +20,7 @@ from dqmon.config.settings import Settings
 from dqmon.engine import DatasetEngine
 from dqmon.results import CheckResult, Status
 from dqmon.sources.kafka import KafkaSource
-from dqmon.sources.kafka_partitions import PartitionCounter
+from dqmon.sources.kafka_partitions import PartitionTally
 from dqmon.state.store import MemoryStateStore
 from tests.checks_helpers import NOW, engine
 from tests.fixtures.broker import make_producer, produce
@@ -31,16 +31,18 @@ MS = int(NOW.timestamp() * 1000)
 def window(index: int, stats: dict[int, PartitionWindow]) -> MicroBatch:
     end = NOW + timedelta(seconds=5 * index)
     df = pl.DataFrame({"x": [1]})
-    return MicroBatch("p", "trades", df, end - timedelta(seconds=5), end, 1, 1, partition_stats=stats)
+    return MicroBatch("p", "trades", df, end - timedelta(seconds=5), end, 1, 1, partitions=stats)
 
 
 def moving(index: int, offset: int = 0) -> PartitionWindow:
     """A partition that got 10 records in window `index` with timestamps up to its end."""
-    return PartitionWindow(10, MS + 5000 * index - offset, 10 * index, 10 * (index + 1))
+    return PartitionWindow(
+        seen=10, newest_ms=MS + 5000 * index - offset, start_mark=10 * index, end_mark=10 * (index + 1)
+    )
 
 
 def still(index: int) -> PartitionWindow:
-    return PartitionWindow(0, None, 10, 10)
+    return PartitionWindow(seen=0, newest_ms=None, start_mark=10, end_mark=10)
 
 
 def test_a_stopped_partition_is_stalled_after_stall_after_while_the_others_advance() -> None:
@@ -127,7 +129,7 @@ def run_windows(
             produce(producer, topic, records(2), partition=p)
         batch = source.poll_batch(0.2)
         if batch is not None:
-            assert set(batch.partition_stats) == {0, 1, 2}
+            assert set(batch.partitions) == {0, 1, 2}
             results.extend(eng.evaluate(batch))
     return results
 
@@ -176,12 +178,12 @@ def test_the_kafka_source_reports_each_partitions_window(bootstrap: str, topic_f
         batches.extend(b for b in [source.poll_batch(2.0)] if b is not None)
     finally:
         source.close()
-    seen = {p: sum(b.partition_stats[p].seen for b in batches) for p in range(3)}
+    seen = {p: sum(b.partitions[p].seen for b in batches) for p in range(3)}
     assert seen == {0: 5, 1: 0, 2: 3}
-    newest = {p: max((b.partition_stats[p].newest_ms or 0) for b in batches) for p in range(3)}
+    newest = {p: max((b.partitions[p].newest_ms or 0) for b in batches) for p in range(3)}
     assert newest == {0: MS, 1: 0, 2: MS + 7}
     # windows are contiguous: the watermark growth of all windows is what was produced
-    assert {p: sum(b.partition_stats[p].produced or 0 for b in batches) for p in range(3)} == seen
+    assert {p: sum(b.partitions[p].produced or 0 for b in batches) for p in range(3)} == seen
 
 
 def test_partition_health_and_state_size_gauges_are_exported_and_capped() -> None:
@@ -213,15 +215,27 @@ def test_partition_health_and_state_size_gauges_are_exported_and_capped() -> Non
     )
 )
 def test_partition_counter_matches_a_per_message_count(chunks: list[list[tuple[int, int]]]) -> None:
-    counter = PartitionCounter()
+    tally = PartitionTally()
     seen: dict[int, int] = {}
     newest: dict[int, int] = {}
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
+    offset = 0
     for chunk in chunks:
-        counter.count(np.array([p for p, _ in chunk]), np.array([t for _, t in chunk], dtype=np.int64))
-        for p, t in chunk:
+        offsets = np.arange(offset, offset + len(chunk), dtype=np.int64)[::-1]  # any order
+        offset += len(chunk)
+        tally.take(
+            np.array([p for p, _ in chunk], dtype=np.int64),
+            offsets,
+            np.array([t for _, t in chunk], dtype=np.int64),
+        )
+        for (p, t), o in zip(chunk, offsets.tolist(), strict=True):
             seen[p] = seen.get(p, 0) + 1
             newest[p] = max(newest.get(p, t), t)
-    windows = counter.windows([0, 9], {0: 5, 9: 1}, {0: 7})
+            first[p], last[p] = min(first.get(p, o), o), max(last.get(p, o), o)
+    windows = tally.close([0, 9], {0: 5, 9: 1}, {0: 7})
     assert {p: w.seen for p, w in windows.items() if w.seen} == seen
     assert {p: w.newest_ms for p, w in windows.items() if w.newest_ms is not None} == newest
+    assert {p: w.first_offset for p, w in windows.items() if w.first_offset is not None} == first
+    assert {p: w.last_offset for p, w in windows.items() if w.last_offset is not None} == last
     assert windows[0].produced == 2 and windows[9].produced is None and windows[9].seen == 0

@@ -2,7 +2,7 @@
 
 Each window the Kafka source reports, per assigned partition, the records read, the newest
 broker timestamp and the high watermark at the window's start and end (`MicroBatch.
-partition_stats`). A partition progressed when its watermark grew (or, without watermarks,
+partitions`). A partition progressed when its watermark grew (or, without watermarks,
 records were read). Classification, per window:
 
 * idle with the topic: no partition progressed — quiet is not broken; freshness and volume judge
@@ -78,7 +78,7 @@ class PartitionsCheck(Check[PartitionsSpec]):
         self._persisted_at = ctx.clock().timestamp()
 
     def finish(self, batch: MicroBatch, aggregates: Mapping[str, Any]) -> list[CheckResult]:
-        stats = batch.partition_stats
+        stats = batch.partitions
         if not stats:
             return [self.error("no per-partition window data: the partitions check needs a kafka source")]
         now, start = batch.window_end.timestamp(), batch.window_start.timestamp()

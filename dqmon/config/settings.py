@@ -41,4 +41,10 @@ class Settings(BaseSettings):
     grafana_url: str | None = Field(None, description="Grafana base URL for links in alerts")
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"
+    replicas: Literal["auto", "off"] = Field(
+        "auto",
+        description="auto: Kafka datasets in `mode: group` with DQMON_STATE_DSN set are judged once per"
+        " pipeline from every replica's partial states (docs/operations.md, Scaling); off: each replica"
+        " judges what it reads",
+    )
     max_queue_batches: int = Field(8, ge=1, description="bounded queue of micro-batches per dataset")

@@ -28,6 +28,7 @@ from dqmon.alerts.manager import AlertManager
 from dqmon.alerts.routing import unconfigured_targets
 from dqmon.alerts.setup import build_delivery, build_notifiers
 from dqmon.config.loader import ChecksConfig, load_checks
+from dqmon.config.models import Dataset, Pipeline
 from dqmon.config.settings import Settings
 from dqmon.engine import DatasetEngine
 from dqmon.errors import ConfigError
@@ -37,9 +38,11 @@ from dqmon.runtime.fanout import ResultFanout
 from dqmon.runtime.health import health_report
 from dqmon.runtime.jobs import ChecksFileWatch
 from dqmon.runtime.links import LinksRunner
+from dqmon.runtime.replicas import Replicas
 from dqmon.runtime.status import StatusBoard
 from dqmon.runtime.wiring import build_source, open_store, secret_values
 from dqmon.runtime.worker import DatasetWorker
+from dqmon.scaleout.judge import Evaluator
 from dqmon.telemetry.logging import SecretRedactor
 from dqmon.telemetry.metrics import DqmonMetrics
 from dqmon.telemetry.server import Readiness, TelemetryServer
@@ -79,6 +82,7 @@ class Runtime:
             lambda p, d, up: self.publish.link_source_up(p, d, up),
         )
         self._workers_lock = threading.RLock()
+        self._managers_lock = threading.Lock()
         self._stopped = threading.Event()
         self._reload_requested = threading.Event()
         self._stopped_requested = threading.Event()
@@ -101,6 +105,10 @@ class Runtime:
         )
         self.on_results = self.publish.on_results
         self.on_notifications = self.publish.on_notifications
+        # scale-out: replicas publish partial states, one elected judge per pipeline gives verdicts
+        self.replicas = Replicas(
+            self.settings, self.metrics.registry, self.publish, self._engine, self._install_manager, clock
+        )
         self.server = TelemetryServer(
             self.metrics.registry,
             host=self.settings.http_host,
@@ -163,6 +171,7 @@ class Runtime:
         while self.delivery.pending() and time.monotonic() < deadline - 3.0:
             time.sleep(0.1)
         self.delivery.stop(timeout=max(0.5, min(3.0, deadline - time.monotonic() - 0.5)))
+        self.replicas.close()
         self.server.stop()
         if self._tracer_provider is not None:
             self._tracer_provider.shutdown()
@@ -205,15 +214,11 @@ class Runtime:
     # ------------------------------------------------------------------ (re)building workers
     def _build(self, config: ChecksConfig) -> None:
         with self._workers_lock:
+            # a scaled-out pipeline's alert manager runs only in its judge (installed on election)
             self.managers = {
-                p.pipeline: AlertManager(
-                    p,
-                    self.store,
-                    slack_configured="slack" in self.notifiers,
-                    slack_default_channel=self.settings.slack_default_channel,
-                    grafana_url=self.settings.grafana_url,
-                )
+                p.pipeline: self._alert_manager(p)
                 for p in config.pipelines
+                if not self.replicas.elects_judge(p)
             }
             reported = self.links.build(config, self.scheduler)
             for pipeline_name, name in reported:
@@ -224,10 +229,12 @@ class Runtime:
             )
             for pipeline, dataset in config.datasets():
                 base_dir = config.base_dir(pipeline.pipeline)
-                engine = DatasetEngine(
-                    pipeline, dataset, base_dir=base_dir, store=self.store, clock=self.clock
-                )
                 source = build_source(pipeline, dataset, self.settings, self.store, base_dir, self.clock)
+                engine: Evaluator = (
+                    self.replicas.publisher(pipeline, dataset, source)
+                    if self.replicas.scaled_out(dataset)
+                    else self._engine(pipeline, dataset, self.clock)
+                )
                 worker = DatasetWorker(
                     pipeline,
                     dataset,
@@ -252,6 +259,37 @@ class Runtime:
                         id=f"sample:{worker.name}",
                         next_run_time=datetime.now(UTC),
                     )
+            self.replicas.start_judges(config)
+
+    def _alert_manager(self, pipeline: Pipeline) -> AlertManager:
+        return AlertManager(
+            pipeline,
+            self.store,
+            slack_configured="slack" in self.notifiers,
+            slack_default_channel=self.settings.slack_default_channel,
+            grafana_url=self.settings.grafana_url,
+        )
+
+    def _engine(self, pipeline: Pipeline, dataset: Dataset, clock: Callable[[], datetime]) -> DatasetEngine:
+        base_dir = self.config.base_dir(pipeline.pipeline)
+        return DatasetEngine(pipeline, dataset, base_dir=base_dir, store=self.store, clock=clock)
+
+    def _install_manager(self, pipeline: Pipeline, elected: bool) -> None:
+        """The judge thread's election (True) or demotion (False): the fresh manager loads the
+        pipeline's alert states from the shared store, so the episode continues."""
+        with self._managers_lock:  # judges of several pipelines may change it at once
+            managers = dict(self.managers)  # replaced whole: the fan-out reads it without a lock
+            if elected:
+                managers[pipeline.pipeline] = self._alert_manager(pipeline)
+            else:
+                managers.pop(pipeline.pipeline, None)
+            self.managers = managers
+        if not elected:  # verdict gauges belong to the judge: a demoted replica stops exporting them
+            for dataset in pipeline.datasets:
+                if self.replicas.scaled_out(dataset):
+                    self.metrics.forget_dataset(pipeline.pipeline, dataset.name)
+            for severity in ("warn", "page"):
+                self.metrics.set_alerts_firing(pipeline.pipeline, severity, 0)
 
     def _stop_workers(self, timeout: float) -> None:
         with self._workers_lock:
@@ -262,6 +300,7 @@ class Runtime:
                         self.scheduler.remove_job(f"sample:{worker.name}")
                     except Exception:  # noqa: BLE001 - job may not exist if the source never started
                         log.debug("no sampling job for %s", worker.name)
+            self.replicas.stop_judges(timeout)
             threads = [threading.Thread(target=w.stop, args=(timeout,)) for w in workers]
             for thread in threads:
                 thread.start()

@@ -18,9 +18,9 @@ from datetime import datetime
 
 from dqmon.batch import MicroBatch
 from dqmon.config.models import Dataset, Pipeline
-from dqmon.engine import DatasetEngine
 from dqmon.facts import SourceFacts
 from dqmon.results import CheckResult
+from dqmon.scaleout.judge import Evaluator
 from dqmon.sources.base import Source
 from dqmon.telemetry.metrics import DqmonMetrics
 from dqmon.telemetry.tracing import batch_span
@@ -42,7 +42,7 @@ class DatasetWorker:
         pipeline: Pipeline,
         dataset: Dataset,
         source: Source,
-        engine: DatasetEngine,
+        engine: Evaluator,  # a DatasetEngine, or a scale-out replica's partial publisher
         metrics: DqmonMetrics,
         publish: Publish,
         *,

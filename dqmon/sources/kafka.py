@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -39,7 +40,7 @@ from dqmon.sources.base import Source, SourceContext
 from dqmon.sources.kafka_broker import BrokerView
 from dqmon.sources.kafka_config import admin_config, consumer_config, redact, scrub
 from dqmon.sources.kafka_frame import messages_to_frame
-from dqmon.sources.kafka_partitions import PartitionCounter
+from dqmon.sources.kafka_partitions import PartitionTally, rejects_frame
 from dqmon.sources.sampling import keep_mask
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ class _Window:
         self.watermarks = watermarks
         self.messages: list[Message] = []  # sampled messages, in consume order
         self.seen = 0
-        self.partitions = PartitionCounter()  # per-partition records read and newest timestamp
+        self.tally = PartitionTally()  # per-partition records read, offsets, newest timestamp
 
     @property
     def sampled(self) -> int:
@@ -131,6 +132,9 @@ class KafkaSource(Source):
         self._facts_cache: SourceFacts | None = None
         self._facts_at = 0.0
         self.facts_ttl = 1.0
+        # scale-out replicas (dqmon.scaleout): epoch-aligned windows, counters per partition
+        self.report_partitions = False
+        self.known_partitions: list[int] = []  # the topic's partitions, as last read for facts
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -194,6 +198,9 @@ class KafkaSource(Source):
             start, marks = self._next_start
         else:
             start, marks = self.clock(), self._watermarks(self._assigned)
+        if self.report_partitions:  # every replica's windows coincide: epoch multiples of the window
+            step = self.window.total_seconds()
+            start = datetime.fromtimestamp(math.floor(start.timestamp() / step) * step, UTC)
         self._win = _Window(start, marks)
         return self._win
 
@@ -207,9 +214,9 @@ class KafkaSource(Source):
         self._newest_ms = newest if self._newest_ms is None else max(self._newest_ms, newest)
         self._up, self._error = True, None
         partitions = np.fromiter(map(Message.partition, messages), np.int64, len(messages))
-        win.partitions.count(partitions, timestamps)
+        offsets = np.fromiter(map(Message.offset, messages), np.int64, len(messages))
+        win.tally.take(partitions, offsets, timestamps)
         if self.rate < 1.0:
-            offsets = np.fromiter(map(Message.offset, messages), np.int64, len(messages))
             messages = list(compress(messages, keep_mask(partitions, offsets, self.rate)))
         self._add(win, messages)
 
@@ -256,7 +263,8 @@ class KafkaSource(Source):
             rows_produced=produced,
             decode_seconds=decode_seconds,
             partial=partial,
-            partition_stats=win.partitions.windows(self._assigned, win.watermarks, after),
+            partitions=win.tally.close(self._assigned, win.watermarks, after),
+            rejects=rejects_frame(win.messages, df, errors) if self.report_partitions else None,
         )
 
     def _drop_errors(self, messages: list[Message]) -> list[Message]:
@@ -340,6 +348,8 @@ class KafkaSource(Source):
             produced = kafka_offsets.produced_between(self._facts_marks, high)
         if high is not None:
             self._facts_marks = high
+        if partitions:
+            self.known_partitions = list(partitions)
         lag = self._broker.consumer_lag(self.config.consumer_groups, high) if high and self._broker else {}
         newest = datetime.fromtimestamp(self._newest_ms / 1000, UTC) if self._newest_ms is not None else None
         facts = SourceFacts(

@@ -20,6 +20,7 @@ from dqmon.state.baselines import BaselineTablesMixin, baseline_schema_sql
 from dqmon.state.outbox import AlertTablesMixin, Cursor, schema_sql
 from dqmon.state.store import StateStore
 
+DDL_LOCK_KEY = 0x64716D6F6E444C  # "dqmonDL": serialises dqmon's CREATE TABLE IF NOT EXISTS
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -54,6 +55,9 @@ class PostgresStateStore(BaselineTablesMixin, AlertTablesMixin, StateStore):
         self._lock = threading.RLock()
         self._conn: psycopg.Connection[Any] | None = None
         with self._tx() as cur:
+            # replicas starting together would race on CREATE TABLE IF NOT EXISTS (a unique
+            # violation in the catalog): one transaction at a time creates the schema
+            cur.execute("SELECT pg_advisory_xact_lock(?)", (DDL_LOCK_KEY,))
             identity = "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
             for statement in baseline_schema_sql(identity, "DOUBLE PRECISION") + schema_sql(identity):
                 cur.execute(statement)
