@@ -53,10 +53,6 @@ def build_notifiers(settings: Settings) -> dict[str, Notifier]:
     return notifiers
 
 
-def slack_configured(notifiers: dict[str, Notifier]) -> bool:
-    return "slack" in notifiers
-
-
 def build_delivery(
     settings: Settings,
     store: StateStore,

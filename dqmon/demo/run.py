@@ -216,7 +216,7 @@ def report_table(report: DemoReport) -> Table:
     clean = ", ".join(report.judge.false_alerts) or "none"
     table.caption = (
         f"alerts fired on the clean stretch: {clean}\n"
-        "resolved: a resolve notification went out before the demo ended (an alert that changed "
-        "state 4 times in 10 minutes is flapping: its notifications pause, see docs/alerting.md)"
+        "resolved: a resolve notification went out before the demo ended (an alert resolves once "
+        "its check passed for two windows, see docs/alerting.md)"
     )
     return table
