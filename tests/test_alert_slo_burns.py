@@ -97,3 +97,20 @@ def test_slack_sees_one_top_level_message_for_check_and_burn(slack_api: FakeSlac
     burn_ts = next(ts for ts, msg in slack_api.messages.items() if msg.get("thread_ts") == parent_ts)
     # windows joining the burn edit the burn's own reply, never the check's parent message
     assert slack_api.updates() and {u.body["ts"] for u in slack_api.updates()} == {burn_ts}
+
+
+def test_in_a_pipeline_group_a_hosted_burn_neither_holds_nor_reopens_the_group() -> None:
+    p = pipeline({})
+    p = p.model_copy(update={"alerts": p.alerts.model_copy(update={"group_by": "pipeline"})})
+    m = AlertManager(p, MemoryStateStore(), slack_configured=True)
+    out = run_incident(m, failing=120)
+    check, burn = [n for n in out if n.event == "firing"]
+    assert burn.thread_key == check.thread_key and burn.payload["guest"]
+    later = []
+    t = T0 + 5 * 840
+    for i in range(1, 450):  # healthy again: the check resolves at once, the burn ~30 min later
+        later += m.observe([fresh(Status.OK)], t + 5 * i)
+    resolves = [n for n in later if n.event == "resolved"]
+    assert [n.payload["check"] for n in resolves] == ["freshness", "slo:fresh"]
+    assert resolves[0].payload.get("group_closed")  # the burn does not hold the group open
+    assert resolves[1].thread_key == check.thread_key and "group_opened" not in resolves[1].payload

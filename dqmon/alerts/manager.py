@@ -86,17 +86,26 @@ class AlertManager:
 
     # ------------------------------------------------------------------ the one entry point
     def observe(
-        self, results: Sequence[CheckResult], now: datetime | float | None = None
+        self,
+        results: Sequence[CheckResult],
+        now: datetime | float | None = None,
+        *,
+        slo_events: bool = True,
     ) -> list[NewNotification]:
-        """Advance every alert these results (and the SLOs) speak about; return what was enqueued."""
-        with self._lock:
-            return self._observe(results, _epoch(now) if now is not None else self.clock())
+        """Advance every alert these results (and the SLOs) speak about; return what was enqueued.
 
-    def _observe(self, results: Sequence[CheckResult], at: float) -> list[NewNotification]:
+        `slo_events=False` for results of a source-facts sweep (staleness, lag, every second):
+        they move alerts but are not dataset evaluations, which are what an SLO counts (a silent
+        stream's empty windows are evaluations and do count)."""
+        with self._lock:
+            return self._observe(results, _epoch(now) if now is not None else self.clock(), slo_events)
+
+    def _observe(self, results: Sequence[CheckResult], at: float, slo_events: bool) -> list[NewNotification]:
         signals = self.checks.build(results)
         slo_statuses: list[SloStatus] = []
         if self.slo.slos:
-            self.slo.record(results, at)
+            if slo_events:
+                self.slo.record(results, at)
             slo_statuses = self.slo.status(at)
             # after the check signals: a burn's host alert has taken this evaluation's step
             signals.extend(slo_signals(slo_statuses, self._slo_timing))
@@ -167,6 +176,9 @@ class AlertManager:
             grafana_url=grafana_link(self.grafana_url, labels, state.fired_at or at, at),
         )
         host = None
+        if step.event == "firing":
+            state = replace(state, guest=False)  # a new episode: hosted again only if a host fires
+            self._states[signal.fingerprint] = state
         if step.event == "firing" and signal.spenders:
             found = host_thread(signal, self.pipeline.pipeline, self._states, at)
             if found is not None:
@@ -175,7 +187,7 @@ class AlertManager:
             signal.fingerprint, step.event, state, at, payload, self._states, host=host
         )
         if step.event == "firing":
-            self._states[signal.fingerprint] = replace(state, thread=thread)
+            self._states[signal.fingerprint] = replace(state, thread=thread, guest=host is not None)
         targets = route_targets(
             labels,
             check_notify=signal.notify,

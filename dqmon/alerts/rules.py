@@ -65,6 +65,8 @@ class AlertState:
     episode: str | None = None
     # the thread the episode's messages go to (its own, its pipeline's group, or a host alert's)
     thread: str | None = None
+    # the episode lives in another alert's thread (an SLO burn hosted by a paging check)
+    guest: bool = False
     # the failing parts the humans were last shown
     parts: tuple[str, ...] = ()
 

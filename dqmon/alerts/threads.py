@@ -44,13 +44,15 @@ class Threads:
         `state` is the alert's state after the event; `states` all of the pipeline's."""
         own = state.episode or f"{fingerprint}:none"
         payload["message_key"] = own
+        guest = host is not None if event == "firing" else state.guest
+        if guest:
+            # a guest follows its host's thread and never opens, holds or closes a group
+            payload["guest"] = True
+            return (host if event == "firing" else state.thread) or own
         if self.group_by == "pipeline":
             return self._group_thread(fingerprint, event, at, payload, states)
-        # a firing opens the episode's thread (or joins its host's); later events follow it
-        thread = (host or own) if event == "firing" else (state.thread or own)
-        if thread != own:
-            payload["guest"] = True
-        return thread
+        # a firing opens the episode's thread; later events follow it
+        return own if event == "firing" else (state.thread or own)
 
     def _group_thread(
         self,
@@ -62,7 +64,7 @@ class Threads:
     ) -> str:
         """The group opens with the first announced alert, gathers the others as replies, and
         closes when the last announced alert resolves."""
-        announced = sum(1 for s in states.values() if s.notified == "firing")
+        announced = sum(1 for s in states.values() if s.notified == "firing" and not s.guest)
         if self._group is None or (event == "firing" and announced <= 1):
             self._group = f"{self.pipeline}:group:{at:.3f}:{fingerprint[:8]}"
             self.store.put_baseline(self._key, self._group)

@@ -259,7 +259,8 @@ class Runtime:
         notifications: Sequence[NewNotification] = []
         if manager is not None:
             try:  # AlertManager serialises its own callers
-                notifications = manager.observe(results, self.clock())
+                # sweeps (no batch) move alerts; only dataset evaluations are SLO events
+                notifications = manager.observe(results, self.clock(), slo_events=batch is not None)
             except Exception:
                 log.exception("alert evaluation for %s failed", pipeline.pipeline)
                 self.metrics.count_state_store_error("write")
