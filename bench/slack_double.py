@@ -42,6 +42,7 @@ class Call:
     body: dict[str, Any]
     at: float
     headers: dict[str, str] = field(default_factory=dict)  # lower-cased names
+    ts: str | None = None  # the message posted (chat.postMessage) or edited (chat.update)
 
 
 @dataclass
@@ -157,7 +158,7 @@ def _handler(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
                     ts = f"{1700000000 + fake._seq}.{fake._seq:06d}"
                     channel_id = "C" + str(body.get("channel", "")).strip("#").upper().replace("-", "")[:10]
                     fake.messages[ts] = {"channel": channel_id, **body}
-                    fake.calls.append(Call(method, body, time.time()))
+                    fake.calls.append(Call(method, body, time.time(), ts=ts))
                     reply = {"ok": True, "channel": channel_id, "ts": ts, "message": {"ts": ts}}
                 elif method == "chat.update":
                     ts = str(body.get("ts"))
@@ -165,7 +166,7 @@ def _handler(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
                         self._reply(200, {"ok": False, "error": "message_not_found"})
                         return
                     fake.messages[ts].update(body)
-                    fake.calls.append(Call(method, body, time.time()))
+                    fake.calls.append(Call(method, body, time.time(), ts=ts))
                     reply = {"ok": True, "channel": body.get("channel"), "ts": ts}
                 else:
                     self._reply(404, {"ok": False, "error": "unknown_method"})
