@@ -116,3 +116,13 @@ def test_in_a_pipeline_group_a_hosted_burn_neither_holds_nor_reopens_the_group()
     (update,) = [n for n in later if n.event == "update"]  # the 1h/5m window stopped firing
     assert update.payload["check"] == "slo:fresh" and "1h/5m" not in update.payload["windows"]
     assert update.thread_key == check.thread_key and "group_opened" not in update.payload
+
+
+def test_sweep_results_move_alerts_but_are_not_slo_events() -> None:
+    m = AlertManager(pipeline({}), MemoryStateStore())
+    m.observe([fresh(Status.FAIL)], T0)  # a window's evaluation: one bad event
+    for i in range(1, 30):  # the staleness sweep, once a second: alerts only
+        m.observe([fresh(Status.FAIL)], T0 + i, slo_events=False)
+    (status,) = m.slo_status(T0 + 30)
+    assert (status.good, status.bad) == (0, 1)
+    assert [s.phase for s in m.states().values()].count("firing") == 1  # freshness, not the SLO
