@@ -42,7 +42,8 @@ class DemoTiming:
 
 
 FULL = DemoTiming(warmup=70, incident=30, recovery=30)
-SHORT = DemoTiming(warmup=35, incident=22, recovery=18)
+# recovery covers a resolve: the partial window after a stall, then `clear` (two windows)
+SHORT = DemoTiming(warmup=35, incident=22, recovery=28)
 
 
 @dataclass
