@@ -36,7 +36,7 @@ class StreamKnobs:
     shift_factor: float = 1.0
     null_share: float = 0.0
     # knobs of the incident scenario (bench/incidents.py); the defaults change nothing
-    silent_partition: int | None = None  # this trades partition gets nothing (needs `partitions`)
+    silent_partition: int | None = None  # this trades partition's records are not sent (needs `partitions`)
     retyped_field: str | None = None  # this field's values are sent as strings
     added_field: str | None = None  # a new numeric field appears
     removed_field: str | None = None  # this field disappears
@@ -94,7 +94,10 @@ class MarketStream:
                 carry += knobs.trades_per_second * knobs.volume_factor * TICK_SECONDS
                 count, carry = int(carry), carry - int(carry)
                 for value in self.trades(count):
-                    self._send(TRADES_TOPIC, value, self._trade_partition())
+                    partition = self._trade_partition()
+                    if partition is not None and partition == knobs.silent_partition:
+                        continue  # that partition's producer is down; the others go on
+                    self._send(TRADES_TOPIC, value, partition)
             if tick % 5 == 0:
                 for value in self.orderbook():
                     self._send(ORDERBOOK_TOPIC, value)
@@ -106,13 +109,9 @@ class MarketStream:
     def _trade_partition(self) -> int | None:
         if self.partitions is None:
             return None
-        silent = self.knobs.silent_partition
-        for _ in range(self.partitions):
-            partition = self._next_partition
-            self._next_partition = (self._next_partition + 1) % self.partitions
-            if partition != silent:
-                return partition
-        return None
+        partition = self._next_partition
+        self._next_partition = (self._next_partition + 1) % self.partitions
+        return partition
 
     def _send(self, topic: str, value: bytes, partition: int | None = None) -> None:
         try:
