@@ -43,6 +43,17 @@ class CheckResult:
     details: Mapping[str, Any] = field(default_factory=dict)
     evaluated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     trace_id: str | None = None
+    # The configured check that produced this result (its `name:`, else its kind) and the part of
+    # it this result speaks for (`not_null(id)`, `drift`; None for a check's one main result).
+    # Alerts group results and find the check's `for:`/`notify:` by `origin`, never by parsing
+    # `check`, whose wording is each check kind's own business.
+    origin: str | None = None
+    rule: str | None = None
+
+    @property
+    def origin_check(self) -> str:
+        """The producing check's name (`check` for results built without a link)."""
+        return self.origin or self.check
 
     @property
     def failed(self) -> bool:
@@ -66,6 +77,8 @@ class CheckResult:
             "details": dict(self.details),
             "evaluated_at": self.evaluated_at.isoformat(),
             "trace_id": self.trace_id,
+            "origin": self.origin_check,
+            "rule": self.rule,
         }
 
 

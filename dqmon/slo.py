@@ -9,13 +9,20 @@ Storage is bounded: per-SLO ring buffers of `bucket_seconds` buckets (default on
 cover the SLO period, as numpy arrays: a 28-day SLO keeps 40,320 buckets. A window of length W
 at time `now` is the ceil(W / bucket) newest buckets, the current bucket included.
 
-- error budget remaining = 1 - (bad / total over the period) / (1 - objective)
+Denominators are the evaluations *expected* over a window, not only those seen: the checks
+bound to an SLO are evaluated once per window of their dataset (SQL datasets once per `every`),
+so over W the SLO expects `W * sum(1/interval)` events. Each ratio divides by
+max(events counted, events expected). Right after a start, one bad evaluation is therefore one
+bad event out of the period's expected thousands (not "-3348% of the budget left"), and a burn
+window whose long window is mostly unobserved counts the unobserved part as unspent: a minute
+of failures is not a sustained burn over an hour.
+
+- error budget remaining = 1 - bad over the period / ((1 - objective) * events over the period)
   (1.0 = untouched, 0 = spent, negative = overspent; 1.0 when nothing was counted yet)
-- burn rate over W = (bad / total over W) / (1 - objective); 1.0 spends the budget exactly
-  over the period. A burn-rate alert fires when both the long and the short window of a
-  BurnRateWindow exceed its factor (the SRE workbook's multiwindow, multi-burn-rate alerts),
-  and the long window holds at least `min_events` events (default 10), so one bad evaluation
-  after a restart does not page anyone.
+- burn rate over W = (bad / events over W) / (1 - objective); 1.0 spends the budget exactly
+  over the period. A burn-rate window fires when both its long and its short window exceed its
+  factor (the SRE workbook's multiwindow, multi-burn-rate alerts) and the long window holds at
+  least `min_events` counted events (default 10).
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from dqmon.config.durations import format_duration
-from dqmon.config.models import BurnRateWindow, Pipeline, Slo
+from dqmon.config.models import BurnRateWindow, Dataset, Pipeline, Slo
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,7 @@ class BurnRate:
     severity: str
     long_events: int = 0
     min_events: int = 0
+    short_seconds: float = 0.0
 
     @property
     def firing(self) -> bool:
@@ -141,15 +149,22 @@ class SloBuckets:
             arr[slots] = np.asarray(values, dtype=np.int64)
 
 
-def burn_rate(good: int, bad: int, objective_percent: float) -> float:
-    total = good + bad
+def evaluation_seconds(dataset: Dataset) -> float:
+    """How often a dataset's checks are evaluated: once per window (SQL sources: per `every`)."""
+    every = getattr(dataset.source, "every", None) if dataset.source.kind == "sql" else None
+    interval = every if every is not None else dataset.window
+    return max(1.0, interval.total_seconds())
+
+
+def burn_rate(good: int, bad: int, objective_percent: float, expected: float = 0.0) -> float:
+    total = max(float(good + bad), expected)
     if total == 0:
         return 0.0
     return (bad / total) / (1.0 - objective_percent / 100.0)
 
 
-def budget_remaining(good: int, bad: int, objective_percent: float) -> float:
-    total = good + bad
+def budget_remaining(good: int, bad: int, objective_percent: float, expected: float = 0.0) -> float:
+    total = max(float(good + bad), expected)
     if total == 0:
         return 1.0
     return 1.0 - (bad / total) / (1.0 - objective_percent / 100.0)
@@ -166,6 +181,17 @@ class SloTracker:
             slo.name: SloBuckets(slo.window, bucket_seconds) for slo in pipeline.slos
         }
         self.unknown_slo_results = 0  # results naming an SLO the pipeline does not declare
+        # events expected per second: one per evaluation of each dataset with a check bound to it
+        self.rate: dict[str, float] = {name: 0.0 for name in self.slos}
+        for dataset in pipeline.datasets:
+            bound = {e.spec.slo for e in dataset.checks if e.spec.slo in self.rate}
+            for name in bound:
+                assert name is not None
+                self.rate[name] += 1.0 / evaluation_seconds(dataset)
+
+    def expected(self, slo: str, seconds: float) -> float:
+        """Events the SLO expects over a window of `seconds`."""
+        return self.rate.get(slo, 0.0) * seconds
 
     def record(self, results: Iterable[Any], now: float) -> None:
         """Count one event per (SLO, dataset) among `results` (CheckResult-like objects)."""
@@ -177,8 +203,9 @@ class SloTracker:
                 self.unknown_slo_results += 1
                 continue
             failing = events.setdefault((r.slo, r.dataset), [])
-            if _is_failing(r):
-                failing.append(f"{r.dataset}/{r.check}")
+            name = f"{r.dataset}/{getattr(r, 'origin', None) or r.check}"
+            if _is_failing(r) and name not in failing:  # one bad event per check, not per part
+                failing.append(name)
         for (slo, _dataset), failing in events.items():
             self.buckets[slo].add(
                 now, good=0 if failing else 1, bad=1 if failing else 0, failing_checks=failing
@@ -188,20 +215,23 @@ class SloTracker:
         out: list[SloStatus] = []
         for name, slo in self.slos.items():
             b = self.buckets[name]
-            good, bad = b.totals(now, slo.window.total_seconds())
+            period = slo.window.total_seconds()
+            good, bad = b.totals(now, period)
             rates = []
             for w in slo.burn_rates:
-                lg, lb = b.totals(now, w.long.total_seconds())
-                sg, sb = b.totals(now, w.short.total_seconds())
+                long_s, short_s = w.long.total_seconds(), w.short.total_seconds()
+                lg, lb = b.totals(now, long_s)
+                sg, sb = b.totals(now, short_s)
                 rates.append(
                     BurnRate(
                         window_label(w),
-                        burn_rate(lg, lb, slo.objective),
-                        burn_rate(sg, sb, slo.objective),
+                        burn_rate(lg, lb, slo.objective, self.expected(name, long_s)),
+                        burn_rate(sg, sb, slo.objective, self.expected(name, short_s)),
                         w.factor,
                         w.severity,
                         long_events=lg + lb,
                         min_events=self.min_events,
+                        short_seconds=short_s,
                     )
                 )
             longest = max(
@@ -214,7 +244,7 @@ class SloTracker:
                     objective=slo.objective,
                     good=good,
                     bad=bad,
-                    budget_remaining=budget_remaining(good, bad, slo.objective),
+                    budget_remaining=budget_remaining(good, bad, slo.objective, self.expected(name, period)),
                     burn_rates=tuple(rates),
                     top_checks=tuple(b.checks(now, longest)),
                 )

@@ -145,10 +145,14 @@ def test_manager_posts_downstream_symptoms_in_the_upstream_thread_and_says_so() 
     # a failure that is not a staleness symptom pages on its own
     [nulls] = m.observe([_res("features_mv", "validity(x)", Status.FAIL)], T0 + 2)
     assert nulls.thread_key != topic.thread_key and "consequence_of" not in nulls.payload
-    # the upstream resolves first; the consequence's resolve still follows it into that thread
+    # the upstream resolves first (alerts resolve after passing for `clear`, two 10-s windows);
+    # the consequence's resolve still follows it into that thread
     m.observe([_res("trades", "freshness", Status.OK)], T0 + 3)
-    [view_resolved] = m.observe([_res("features_mv", "freshness", Status.OK)], T0 + 4)
+    [upstream_resolved] = m.observe([_res("trades", "freshness", Status.OK)], T0 + 30)
+    assert upstream_resolved.event == "resolved"
+    m.observe([_res("features_mv", "freshness", Status.OK)], T0 + 31)
+    [view_resolved] = m.observe([_res("features_mv", "freshness", Status.OK)], T0 + 60)
     assert view_resolved.event == "resolved" and view_resolved.thread_key == topic.thread_key
     # the next time the view alone is stale, it is a page of its own again
-    [alone] = m.observe([_res("features_mv", "freshness", Status.FAIL)], T0 + 10)
+    [alone] = m.observe([_res("features_mv", "freshness", Status.FAIL)], T0 + 100)
     assert alone.thread_key != topic.thread_key and "consequence_of" not in alone.payload

@@ -31,7 +31,7 @@ def make(**alerts: object) -> Pipeline:
                     "burn_rates": [{"long": "1h", "short": "5m", "factor": 14.4}],
                 }
             ],
-            "alerts": alerts,
+            "alerts": {"flap": {"clear": "0s"}, **alerts},
             "datasets": [
                 {
                     "name": "d",
@@ -95,17 +95,19 @@ def test_silence_window_holds_notifications_until_it_ends() -> None:
 def test_slo_burn_alert_names_the_slo_and_the_checks() -> None:
     m = AlertManager(make(), MemoryStateStore())
     events = []
-    for minute in range(30):
-        st = Status.FAIL if minute >= 20 else Status.OK
-        events += m.observe([res("freshness", st, slo="fresh")], T0 + 60 * minute)
+    # dataset d is evaluated every 10 s (its window): 30 healthy minutes, then 10 failing ones
+    for i in range(240):
+        st = Status.FAIL if i >= 180 else Status.OK
+        events += m.observe([res("freshness", st, slo="fresh")], T0 + 10 * i)
     slo_alerts = [n for n in events if n.payload["kind"] == "slo"]
-    assert len(slo_alerts) == 1
+    assert [n.event for n in slo_alerts] == ["firing"]
     msg = slo_alerts[0].payload["message"]
     assert "SLO fresh (99%)" in msg
     assert "d/freshness" in msg
-    (slo_state,) = m.slo_status(T0 + 60 * 29)
-    assert slo_state.bad == 10
-    assert slo_state.budget_remaining == pytest.approx(1 - (10 / 30) / 0.01)
+    (slo_state,) = m.slo_status(T0 + 10 * 239)
+    assert slo_state.bad == 60
+    # relative to the 8,640 evaluations the 1-day SLO expects, not to the 240 seen so far
+    assert slo_state.budget_remaining == pytest.approx(1 - 60 / (0.01 * 8640))
 
 
 def test_states_and_slo_buckets_survive_a_restart(tmp_path: Path) -> None:

@@ -113,3 +113,44 @@ def test_empty_batch():
     assert decoded.df.height == 0
     assert decoded.kept.size == 0
     assert decoded.errors == {}
+
+
+def test_a_reverted_type_change_decodes_healthy_records_to_their_own_type():
+    """Issue 10 #1: a field sent as a string for a while, then as a number again, must decode as a
+    number again: the learned schema may spot wrong types but never re-type healthy records."""
+    decoder = JsonDecoder()
+    ints = [json.dumps({"id": i, "qty": i * 2}).encode() for i in range(20)]
+    strings = [json.dumps({"id": str(i), "qty": i * 2}).encode() for i in range(20)]
+    baseline = decoder.decode(ints).df.schema
+    assert decoder.decode(strings).df.schema["id"] == pl.String
+    reverted = decoder.decode(ints)
+    assert reverted.errors == {}
+    assert reverted.df.schema == baseline
+    assert reverted.df["id"].to_list() == list(range(20))
+    # and a few wrong-typed records among healthy ones are still spotted after the revert
+    mixed = decoder.decode([*ints[:10], b'{"id": "oops", "qty": 1}', *ints[10:]])
+    assert mixed.errors == {"wrong_type": 1}
+    assert mixed.df.schema["id"] == pl.Int64
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["int", "str", "bool", "float"]), st.integers(1, 12)), max_size=6))
+def test_a_clean_batch_decodes_as_if_nothing_was_learned(history):
+    """Whatever came before, a batch whose records agree on a field's type decodes exactly as a
+    fresh decoder would decode it (the reference: no learned state)."""
+    makers = {
+        "int": lambda i: i,
+        "str": lambda i: f"s{i}",
+        "bool": lambda i: i % 2 == 0,
+        "float": lambda i: i + 0.5,
+    }
+    decoder = JsonDecoder()
+    for kind, n in history:
+        decoder.decode([json.dumps({"f": makers[kind](i), "k": i}).encode() for i in range(n)])
+    for kind in makers:
+        values = [json.dumps({"f": makers[kind](i), "k": i}).encode() for i in range(15)]
+        got = decoder.decode(values)
+        want = JsonDecoder().decode(values)
+        assert got.errors == {}
+        assert got.df.schema == want.df.schema
+        assert got.df.to_dicts() == want.df.to_dicts()

@@ -290,17 +290,17 @@ def test_each_incident_fires_and_resolves_on_slack(stack: tuple[Stack, ViewRefre
             f"{PIPELINE}/features_mv/freshness",
         )
         incident("volume drop", Knobs(volume_factor=0.05), f"{PIPELINE}/trades/volume")
-        incident("schema change", Knobs(schema_change=True), f"{PIPELINE}/trades/schema:drift")
+        incident("schema change", Knobs(schema_change=True), f"{PIPELINE}/trades/schema")
         incident(
             "distribution shift",
             Knobs(shifted_symbol="ETH-USDT", shift_factor=1.25),
             f"{PIPELINE}/trades/distribution",
         )
-        incident("null spike", Knobs(null_share=0.3), f"{PIPELINE}/trades/not_null(price)")
+        incident("null spike", Knobs(null_share=0.3), f"{PIPELINE}/trades/validity")
         print("incident, detected after s, resolved after s:", timeline)
 
         # what the posts say: the dataset, check and observed numbers, never the secrets
-        drift = fired(slack, f"{PIPELINE}/trades/schema:drift")[-1].text
+        drift = fired(slack, f"{PIPELINE}/trades/schema")[-1].text
         assert "price" in drift and "fee_bps" in drift, drift
         code, seconds = proc.terminate()
         assert code == 0, proc.log_tail()

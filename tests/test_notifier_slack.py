@@ -34,7 +34,8 @@ def make_pipeline(**alerts: object) -> Pipeline:
             "owner": "#ml-alerts",
             "grafana_url": "http://grafana.local/d/dqmon",
             "slos": [{"name": "features-fresh", "objective": 99.0, "window": "1d"}],
-            "alerts": {"repeat_interval": "10m", **alerts},
+            # clear: 0s resolves at the first passing evaluation (these tests are about delivery)
+            "alerts": {"repeat_interval": "10m", "flap": {"clear": "0s"}, **alerts},
             "datasets": [
                 {
                     "name": "trades",

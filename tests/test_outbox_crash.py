@@ -30,7 +30,7 @@ def _pipeline() -> Pipeline:
         {
             "pipeline": "orders",
             "owner": "#orders-alerts",
-            "alerts": {"repeat_interval": "1h"},
+            "alerts": {"repeat_interval": "1h", "flap": {"clear": "0s"}},  # resolve at once
             "datasets": [
                 {
                     "name": "orders",

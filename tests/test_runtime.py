@@ -227,7 +227,10 @@ def test_a_replay_dataset_runs_end_to_end_to_slack(
     )
     assert status == float(Status.FAIL)
     post = wait_until(
-        lambda: [c for c in slack_api.posts() if "replayed/trades/not_null(price)" in c.body["text"]],
+        # one alert per check: the validity alert names its failing rule
+        lambda: [
+            c for c in slack_api.posts() if "replayed/trades/validity: not_null(price)" in c.body["text"]
+        ],
         15,
         "the not_null alert on Slack",
     )[0]

@@ -170,8 +170,13 @@ class DeliveryWorker:
             if notifier is None:
                 raise NotifyError(f"no notifier configured for target {item.target!r}", permanent=True)
             # a firing alert opens its own thread, or replies in its pipeline's group thread
-            thread_ref = self.store.get_thread(item.thread_key, item.target)
-            ref = notifier.send(item, thread_ref)
+            # (or in the thread of the alert whose budget burn it reports)
+            message_key = _message_key(item)
+            ref: str | None = None
+            if item.event == "update":
+                notifier.update(item, self.store.get_thread(message_key or item.thread_key, item.target))
+            else:
+                ref = notifier.send(item, self.store.get_thread(item.thread_key, item.target))
         except NotifyError as exc:
             self._failed(item, name, exc)
             return
@@ -180,7 +185,7 @@ class DeliveryWorker:
             self._failed(item, name, NotifyError(f"{name}: {type(exc).__name__}"))
             return
         try:
-            self.store.complete_outbox(item, self.clock(), ref)
+            self.store.complete_outbox(item, self.clock(), ref, message_key)
         except StateError:
             # sent but not recorded: the lease expires and it is sent again (at-least-once)
             log.exception("could not mark outbox item %d delivered", item.id)
@@ -211,3 +216,9 @@ class DeliveryWorker:
                 self.on_outcome(name, outcome)
             except Exception:  # telemetry must not break delivery
                 log.exception("on_outcome callback failed")
+
+
+def _message_key(item: OutboxItem) -> str | None:
+    """The key of the alert's own message (its episode), under which its reference is kept."""
+    key = item.payload.get("message_key")
+    return str(key) if key else None

@@ -32,15 +32,19 @@ class FiringAlert:
 
 
 def firing_alerts(
-    states: Mapping[str, Any], labels: Mapping[str, Mapping[str, str | None]]
+    states: Mapping[str, Any], labels: Mapping[str, Mapping[str, str | None]], announcing: str | None = None
 ) -> list[FiringAlert]:
-    """The announced firing alerts, from the manager's states (rules.AlertState) and labels."""
+    """The announced firing alerts, from the manager's states (rules.AlertState) and labels, plus
+    `announcing`: the alert whose firing is being announced right now."""
     out = []
     for fp, state in states.items():
         lb = labels.get(fp)
-        if lb is not None and state.phase == "firing" and state.notified == "firing":
+        announced = state.notified == "firing" or fp == announcing
+        if lb is not None and state.phase == "firing" and announced:
             kind, check = str(lb.get("kind")), str(lb.get("check"))
-            out.append(FiringAlert(fp, lb.get("dataset"), kind, check, state.fired_at or 0.0, state.episode))
+            # the thread its messages go to (its own, its group's, or a host's)
+            thread = getattr(state, "thread", None) or state.episode
+            out.append(FiringAlert(fp, lb.get("dataset"), kind, check, state.fired_at or 0.0, thread))
     return out
 
 

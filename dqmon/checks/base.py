@@ -92,6 +92,8 @@ class Check(ABC, Generic[SpecT]):
             slo=self.spec.slo,
             details=details or {},
             evaluated_at=self.ctx.clock(),
+            origin=self.name,
+            rule=None if check is None or check == self.name else check.removeprefix(f"{self.name}:"),
         )
 
     def error(self, message: str, *, check: str | None = None) -> CheckResult:

@@ -294,8 +294,14 @@ class Silence(StrictModel):
 
 
 class FlapPolicy(StrictModel):
-    window: Duration = timedelta(minutes=10)
-    max_transitions: int = Field(4, ge=2, description="state changes in window before notifications pause")
+    clear: Duration | None = Field(
+        None,
+        description="a firing alert resolves only after its check passed this long (hysteresis "
+        "against flapping); default two windows of the alert's dataset",
+    )
+    # accepted so existing checks files still load; flap detection no longer counts transitions
+    window: Duration | None = Field(None, description="deprecated and ignored (see clear)")
+    max_transitions: int | None = Field(None, ge=2, description="deprecated and ignored (see clear)")
 
 
 class AlertPolicy(StrictModel):

@@ -9,6 +9,12 @@ cost about k·log(n) small reads and every good record still decodes.
 Reasons (bounded label values): empty, too_large, not_object, invalid_json, wrong_type.
 `wrong_type` means a valid JSON object whose field types contradict the schema learned from
 earlier records of the stream (e.g. a string where every other record has a number).
+
+The learned schema never decides the type a healthy record decodes to: every batch is first read
+by inference alone, and the learned types are applied (as `schema_overrides`) only to fields whose
+inferred type family contradicts them, to isolate the contradicting records. A String override
+is never used: Polars reads any scalar as a string without complaint, so it could only hide
+numbers (a field retyped to string and back would stay string).
 """
 
 from __future__ import annotations
@@ -42,6 +48,13 @@ IntArray = npt.NDArray[np.int64]
 
 def _scalar(dtype: pl.DataType) -> bool:
     return dtype.is_numeric() or dtype in (pl.String, pl.Boolean)
+
+
+def _family(dtype: pl.DataType) -> str:
+    """int and float are one family: JSON writes 1 and 1.0 for the same field."""
+    if dtype.is_numeric():
+        return "number"
+    return str(dtype)
 
 
 @DECODERS.add("json")
@@ -109,57 +122,101 @@ class JsonDecoder:
         status[body[~plain]] = _SUSPECT
         return status
 
-    def _read(self, payload: bytes) -> pl.DataFrame:
-        return pl.read_ndjson(payload, schema_overrides=self.schema, infer_schema_length=None)
+    @staticmethod
+    def _read(payload: bytes, overrides: dict[str, pl.DataType] | None) -> pl.DataFrame:
+        return pl.read_ndjson(payload, schema_overrides=overrides or None, infer_schema_length=None)
+
+    def _contradicted(self, frames: list[tuple[IntArray, pl.DataFrame]]) -> dict[str, pl.DataType]:
+        """Learned types that a decoded piece's inferred types contradict (by family), as overrides."""
+        if self.schema is None:
+            return {}
+        found: dict[str, pl.DataType] = {}
+        for _, df in frames:
+            for name, dtype in df.schema.items():
+                learned = self.schema.get(name)
+                if learned is None or dtype == pl.Null or _family(dtype) == _family(learned):
+                    continue
+                if learned != pl.String:  # a String override would silently re-type numbers
+                    found[name] = learned
+        return found
 
     def _decode_candidates(
         self, batch: _Batch, candidates: IntArray, status: npt.NDArray[np.int8]
     ) -> pl.DataFrame:
         if candidates.size == 0:
             return pl.DataFrame()
-        for attempt in range(3):
-            frames = self._decode_or_isolate(batch, candidates, status)
-            wrong = np.count_nonzero(status[candidates] == _WRONG)
-            if attempt == 0 and self.schema is not None and wrong * 2 > candidates.size:
-                # most records contradict what we learned: the stream changed, learn it again
-                self.schema = None
-                status[candidates] = _OK
-                continue
+        frames = self._decode_or_isolate(batch, candidates, status, None)
+        overrides = self._contradicted(frames)
+        if not overrides:
+            return self._assemble(batch, candidates, status, None, frames)
+        # some records contradict what the stream taught us: isolate them with the learned types
+        status[candidates] = _OK
+        checked = self._assemble(batch, candidates, status, overrides)
+        wrong = np.count_nonzero(status[candidates] == _WRONG)
+        if wrong * 2 <= candidates.size:
+            return checked
+        # most records contradict what we learned: the stream changed, learn it again
+        self.schema = None
+        status[candidates] = _OK
+        return self._assemble(batch, candidates, status, None)
+
+    def _assemble(
+        self,
+        batch: _Batch,
+        candidates: IntArray,
+        status: npt.NDArray[np.int8],
+        overrides: dict[str, pl.DataType] | None,
+        frames: list[tuple[IntArray, pl.DataFrame]] | None = None,
+    ) -> pl.DataFrame:
+        """Decode the candidates into one frame; pieces of a bisected batch whose inferred types
+        conflict (nested type conflicts) are re-read with the largest piece's scalar types."""
+        for _ in range(2):
+            if frames is None:
+                frames = self._decode_or_isolate(batch, candidates, status, overrides)
             try:
                 return in_input_order(frames)
             except Exception:  # noqa: BLE001 - never crash the monitor
                 largest = max(frames, key=lambda item: item[0].size)[1]
-                self.schema = {k: v for k, v in largest.schema.items() if _scalar(v)} or None
+                overrides = {**{k: v for k, v in largest.schema.items() if _scalar(v)}, **(overrides or {})}
                 status[candidates] = _OK
-        # still irreconcilable (nested type conflicts): keep the largest consistent part
-        frames = self._decode_or_isolate(batch, candidates, status)
+                frames = None
+        # still irreconcilable: keep the largest consistent part
+        frames = self._decode_or_isolate(batch, candidates, status, overrides)
         keep_idx, largest = max(frames, key=lambda item: item[0].size)
         status[candidates] = _WRONG
         status[keep_idx] = _OK
         return largest
 
     def _decode_or_isolate(
-        self, batch: _Batch, indices: IntArray, status: npt.NDArray[np.int8]
+        self,
+        batch: _Batch,
+        indices: IntArray,
+        status: npt.NDArray[np.int8],
+        overrides: dict[str, pl.DataType] | None,
     ) -> list[tuple[IntArray, pl.DataFrame]]:
         try:
-            df = self._read(batch.payload(indices))
+            df = self._read(batch.payload(indices), overrides)
         except Exception:  # noqa: BLE001 - never crash the monitor
             if indices.size <= _LEAF:
-                return [self._decode_one(batch.values[i], int(i), status) for i in indices]
+                return [self._decode_one(batch.values[i], int(i), status, overrides) for i in indices]
             middle = indices.size // 2
-            return self._decode_or_isolate(batch, indices[:middle], status) + self._decode_or_isolate(
-                batch, indices[middle:], status
-            )
+            return self._decode_or_isolate(
+                batch, indices[:middle], status, overrides
+            ) + self._decode_or_isolate(batch, indices[middle:], status, overrides)
         if df.height != indices.size:  # a line Polars skipped: judge each record alone
-            return [self._decode_one(batch.values[i], int(i), status) for i in indices]
+            return [self._decode_one(batch.values[i], int(i), status, overrides) for i in indices]
         return [(indices, df)]
 
     def _decode_one(
-        self, value: bytes, index: int, status: npt.NDArray[np.int8]
+        self,
+        value: bytes,
+        index: int,
+        status: npt.NDArray[np.int8],
+        overrides: dict[str, pl.DataType] | None,
     ) -> tuple[IntArray, pl.DataFrame]:
         no_rows = (np.zeros(0, dtype=np.int64), pl.DataFrame())
         try:
-            df = self._read(value.replace(b"\n", b" "))
+            df = self._read(value.replace(b"\n", b" "), overrides)
         except Exception:  # noqa: BLE001 - never crash the monitor
             verdict = _judge_alone(value)
             status[index] = _WRONG if verdict == _OK else verdict
@@ -175,7 +232,8 @@ class JsonDecoder:
         if self.schema is None:
             self.schema = scalars or None
         else:
-            self.schema = {**scalars, **self.schema}
+            # the latest clean type of a field wins: a reverted type change is learned back
+            self.schema = {**self.schema, **scalars}
 
 
 class _Batch:

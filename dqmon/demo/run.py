@@ -42,7 +42,8 @@ class DemoTiming:
 
 
 FULL = DemoTiming(warmup=70, incident=30, recovery=30)
-SHORT = DemoTiming(warmup=35, incident=22, recovery=18)
+# recovery covers a resolve: the partial window after a stall, then `clear` (two windows)
+SHORT = DemoTiming(warmup=35, incident=22, recovery=28)
 
 
 @dataclass
@@ -216,7 +217,7 @@ def report_table(report: DemoReport) -> Table:
     clean = ", ".join(report.judge.false_alerts) or "none"
     table.caption = (
         f"alerts fired on the clean stretch: {clean}\n"
-        "resolved: a resolve notification went out before the demo ended (an alert that changed "
-        "state 4 times in 10 minutes is flapping: its notifications pause, see docs/alerting.md)"
+        "resolved: a resolve notification went out before the demo ended (an alert resolves once "
+        "its check passed for two windows, see docs/alerting.md)"
     )
     return table

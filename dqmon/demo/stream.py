@@ -35,21 +35,40 @@ class StreamKnobs:
     shifted_symbol: str | None = None
     shift_factor: float = 1.0
     null_share: float = 0.0
+    # knobs of the incident scenario (bench/incidents.py); the defaults change nothing
+    silent_partition: int | None = None  # this trades partition's records are not sent (needs `partitions`)
+    retyped_field: str | None = None  # this field's values are sent as strings
+    added_field: str | None = None  # a new numeric field appears
+    removed_field: str | None = None  # this field disappears
+    venue_weights: tuple[float, ...] | None = None  # shares of VENUES (None: uniform)
+    event_lag_seconds: float = 0.0  # event times this far behind the wall clock
+    malformed_share: float = 0.0  # share of trades sent as truncated JSON or binary garbage
 
 
 class MarketStream:
     """Produces trades every tick and order-book snapshots twice a second, in its own thread."""
 
-    def __init__(self, bootstrap_servers: str, knobs: StreamKnobs, seed: int = 7) -> None:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        knobs: StreamKnobs,
+        seed: int = 7,
+        *,
+        partitions: int | None = None,
+        linger_ms: int = 100,
+    ) -> None:
         self.knobs = knobs
         self.rng = np.random.default_rng(seed)
         self.run_id = uuid.uuid4().hex[:8]
         self.sequence = 0
         self.produced = 0
+        # with `partitions`, trades go round-robin to explicit partitions (so one can fall silent)
+        self.partitions = partitions
+        self._next_partition = 0
         self.producer = Producer(
             {
                 "bootstrap.servers": bootstrap_servers,
-                "linger.ms": 100,
+                "linger.ms": linger_ms,
                 "log_level": 3,
                 "compression.type": "lz4",
             }
@@ -75,7 +94,10 @@ class MarketStream:
                 carry += knobs.trades_per_second * knobs.volume_factor * TICK_SECONDS
                 count, carry = int(carry), carry - int(carry)
                 for value in self.trades(count):
-                    self._send(TRADES_TOPIC, value)
+                    partition = self._trade_partition()
+                    if partition is not None and partition == knobs.silent_partition:
+                        continue  # that partition's producer is down; the others go on
+                    self._send(TRADES_TOPIC, value, partition)
             if tick % 5 == 0:
                 for value in self.orderbook():
                     self._send(ORDERBOOK_TOPIC, value)
@@ -84,9 +106,19 @@ class MarketStream:
             next_tick += TICK_SECONDS
             time.sleep(max(0.0, next_tick - time.monotonic()))
 
-    def _send(self, topic: str, value: bytes) -> None:
+    def _trade_partition(self) -> int | None:
+        if self.partitions is None:
+            return None
+        partition = self._next_partition
+        self._next_partition = (self._next_partition + 1) % self.partitions
+        return partition
+
+    def _send(self, topic: str, value: bytes, partition: int | None = None) -> None:
         try:
-            self.producer.produce(topic, value)
+            if partition is None:
+                self.producer.produce(topic, value)
+            else:
+                self.producer.produce(topic, value, partition=partition)
             self.produced += 1
         except BufferError:
             self.producer.poll(0.05)
@@ -103,10 +135,13 @@ class MarketStream:
         if knobs.shifted_symbol is not None:
             prices = np.where(symbols == knobs.shifted_symbol, prices * knobs.shift_factor, prices)
         qty = np.minimum(rng.exponential(0.5, count) + 0.001, 999.0)
-        now = datetime.now(UTC)
+        now = datetime.now(UTC) - timedelta(seconds=knobs.event_lag_seconds)
         lags = rng.uniform(0.0, 0.8, count)
         nulls = rng.random(count) < knobs.null_share
-        venues = rng.choice(VENUES, count)
+        shares = knobs.venue_weights
+        weights = None if shares is None else np.asarray(shares, dtype=np.float64) / sum(shares)
+        venues = rng.choice(VENUES, count, p=weights)
+        malformed = rng.random(count) < knobs.malformed_share
         venue_nulls = rng.random(count) < 0.05
         out = []
         for i in range(count):
@@ -123,7 +158,16 @@ class MarketStream:
             if knobs.schema_change:
                 record["price"] = None if record["price"] is None else f"{record['price']:.6f}"
                 record["fee_bps"] = 2.5
-            out.append(json.dumps(record).encode())
+            if knobs.retyped_field is not None and record.get(knobs.retyped_field) is not None:
+                record[knobs.retyped_field] = str(record[knobs.retyped_field])
+            if knobs.added_field is not None:
+                record[knobs.added_field] = round(float(qty[i]) * 0.01, 6)
+            if knobs.removed_field is not None:
+                record.pop(knobs.removed_field, None)
+            value = json.dumps(record).encode()
+            if malformed[i]:
+                value = value[: len(value) // 2] if i % 2 else bytes(rng.integers(0, 256, 24, dtype=np.uint8))
+            out.append(value)
         return out
 
     def orderbook(self) -> list[bytes]:

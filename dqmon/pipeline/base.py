@@ -84,6 +84,7 @@ class LinkCheck(ABC, Generic[SpecT]):
             pipeline=self.ctx.pipeline.pipeline,
             dataset=self.spec.result_dataset(),
             check=self.name,
+            origin=self.name,
             kind=self.kind,
             status=status,
             value=value,

@@ -53,7 +53,8 @@ class ResultFanout:
             self.board.batch(name, batch.rows_seen, batch.window_end)
             if self.observe_batch is not None:
                 self.observe_batch(pipeline.pipeline, dataset.name, batch)
-        notifications = self._record(pipeline, name, results)
+        # sweeps (no batch) move alerts; only dataset evaluations are SLO events
+        notifications = self._record(pipeline, name, results, slo_events=batch is not None)
         for hook in self.on_results:
             hook(pipeline, dataset, results)
         self._notified(notifications)
@@ -62,7 +63,8 @@ class ResultFanout:
         """Results of cross-dataset checks (on the downstream or a pseudo-dataset)."""
         for dataset in sorted({r.dataset for r in results}):
             mine = [r for r in results if r.dataset == dataset]
-            self._notified(self._record(pipeline, f"{pipeline.pipeline}/{dataset}", mine))
+            # judged on the sweep, like staleness: they move alerts but are not SLO events
+            self._notified(self._record(pipeline, f"{pipeline.pipeline}/{dataset}", mine, slo_events=False))
 
     def link_source_up(self, pipeline: str, dataset: str, up: bool) -> None:
         self.metrics.set_source_up(pipeline, dataset, up)
@@ -74,7 +76,7 @@ class ResultFanout:
                 notification_hook(notifications)
 
     def _record(
-        self, pipeline: Pipeline, name: str, results: Sequence[CheckResult]
+        self, pipeline: Pipeline, name: str, results: Sequence[CheckResult], *, slo_events: bool
     ) -> Sequence[NewNotification]:
         """Results to metrics, the status board and the pipeline's alerts."""
         self.metrics.record_results(results)
@@ -83,7 +85,7 @@ class ResultFanout:
         notifications: Sequence[NewNotification] = []
         if manager is not None:
             try:  # AlertManager serialises its own callers
-                notifications = manager.observe(results, self.clock())
+                notifications = manager.observe(results, self.clock(), slo_events=slo_events)
             except Exception:
                 log.exception("alert evaluation for %s failed", pipeline.pipeline)
                 self.metrics.count_state_store_error("write")

@@ -123,6 +123,7 @@ class KafkaSource(Source):
         self._carry: list[Message] = []
         self._win: _Window | None = None
         self._next_start: tuple[datetime, Mapping[int, int] | None] | None = None
+        self._last_seen: int | None = None  # records read in the previous window (None: none yet)
         self._up = False
         self._error: str | None = None
         self._topic_id: str | None = None
@@ -234,13 +235,18 @@ class KafkaSource(Source):
         end = self.clock()
         after = self._watermarks(self._assigned)
         self._next_start = (end, after)
+        # a window in which the stream starts, or resumes after a window of silence, saw only
+        # the part after the first record: its counts are not those of a full window
+        resumed = win.seen > 0 and self._last_seen == 0
+        self._last_seen = win.seen if self._up else 0
         if not self._up:
             return None  # while the broker is unreachable the window says nothing about the data
         if self.joins_group and not self._assigned and not win.messages:
             return None  # joining the group: an empty window says nothing about the data
         # a window that began before the group gave us partitions saw only part of them
-        partial = self.joins_group and (
-            not self._assigned or (self._assigned_at is not None and win.start < self._assigned_at)
+        partial = resumed or (
+            self.joins_group
+            and (not self._assigned or (self._assigned_at is not None and win.start < self._assigned_at))
         )
         produced = (
             kafka_offsets.produced_between(win.watermarks, after)

@@ -171,19 +171,25 @@ class AlertTablesMixin:
             rows = cur.fetchall()
         return sorted((_item(r) for r in rows), key=lambda i: i.id)
 
-    def complete_outbox(self, item: OutboxItem, now: float, thread_ref: str | None) -> None:
-        """Mark delivered; remember the thread a firing message opened."""
+    def complete_outbox(
+        self, item: OutboxItem, now: float, thread_ref: str | None, message_key: str | None = None
+    ) -> None:
+        """Mark delivered; remember the thread a firing message opened (the first message of a
+        thread key owns it) and, under `message_key`, the message itself (edited in place later)."""
         with self._tx() as cur:
             cur.execute(
                 "UPDATE outbox SET status = 'delivered', delivered_at = ?, attempts = attempts + 1,"
                 " lease_until = 0, last_error = NULL WHERE id = ?",
                 (now, item.id),
             )
-            if thread_ref is not None:
+            keys = [item.thread_key]
+            if message_key and message_key != item.thread_key:
+                keys.append(message_key)
+            for key in keys if thread_ref is not None else []:
                 cur.execute(
                     "INSERT INTO alert_threads(thread_key, target, ref, created_at) VALUES (?, ?, ?, ?)"
                     " ON CONFLICT(thread_key, target) DO NOTHING",
-                    (item.thread_key, item.target, thread_ref, now),
+                    (key, item.target, thread_ref, now),
                 )
 
     def retry_outbox(self, item: OutboxItem, next_attempt_at: float, error: str) -> None:

@@ -32,6 +32,14 @@ class Notifier(ABC):
         A notifier whose argument is free-form (a Slack channel) serves every target."""
         return True
 
+    def update(self, item: OutboxItem, message_ref: str | None) -> None:
+        """Bring an announced alert's message up to date (its failing parts changed).
+
+        `message_ref` is the reference returned when the alert's own firing message was sent.
+        Notifiers that cannot edit a message send the update as a message of its own.
+        """
+        self.send(item, None)
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release clients."""
 

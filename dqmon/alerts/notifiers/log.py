@@ -21,7 +21,7 @@ class LogNotifier(Notifier):
 
     def send(self, item: OutboxItem, thread_ref: str | None) -> str | None:
         p = item.payload
-        level = logging.INFO if item.event == "resolved" else logging.WARNING
+        level = logging.INFO if item.event in ("resolved", "update") else logging.WARNING
         self.logger.log(
             level,
             "alert %s: %s/%s/%s %s (value %s, threshold %s) %s",

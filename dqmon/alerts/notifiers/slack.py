@@ -2,8 +2,12 @@
 
 With a bot token the firing message is posted with chat.postMessage and its (channel, ts) is
 kept as the episode's thread reference in the state store; repeats are replies in that thread,
-and a resolve first edits the parent (chat.update, idempotent, so a retry is harmless) and then
-replies in the thread. Incoming webhooks return no ts, so each message stands alone.
+an `update` (the alert's failing parts changed) edits the alert's own message in place
+(chat.update), and a resolve first edits the parent (idempotent, so a retry is harmless) and
+then replies in the thread. An alert posted into another alert's thread (a grouped alert, or an
+SLO burn inside the thread of the checks that spent the budget: payload `guest`) never edits that
+thread's parent. Incoming webhooks return no ts, so each message stands alone and updates are
+not sent (they would be new messages).
 
 slack-sdk's own retry handlers are disabled: the delivery worker retries with backoff and
 honours 429 Retry-After across the whole outbox. The token and the webhook URL never reach a
@@ -29,7 +33,12 @@ from dqmon.state.outbox import OutboxItem
 
 # Web API errors (HTTP 200, ok=false) worth retrying; any other error is permanent
 _RETRYABLE_ERRORS = {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
-_ICON = {"firing": ":rotating_light:", "repeat": ":hourglass:", "resolved": ":white_check_mark:"}
+_ICON = {
+    "firing": ":rotating_light:",
+    "repeat": ":hourglass:",
+    "update": ":rotating_light:",
+    "resolved": ":white_check_mark:",
+}
 
 
 def fallback_text(p: Mapping[str, Any], event: str) -> str:
@@ -132,22 +141,37 @@ class SlackBotNotifier(Notifier):
             )
             return f"{resp['channel']} {resp['ts']}" if item.event == "firing" else None
         channel_id, ts = thread_ref.split(" ", 1)
-        # the thread's parent turns resolved with its alert, or with the last alert of a group
-        if item.event == "resolved" and (not p.get("grouped") or p.get("group_closed")):
-            parent_text = text if not p.get("grouped") else f"RESOLVED: all alerts of {p.get('pipeline')}"
+        # the thread's parent turns resolved with its alert, or with the last alert of a group;
+        # a guest in another alert's thread leaves that parent alone
+        owner = not p.get("grouped") and not p.get("guest")
+        if item.event == "resolved" and (owner or p.get("group_closed")):
+            parent_text = text if owner else f"RESOLVED: all alerts of {p.get('pipeline')}"
             _call(
                 "chat.update",
                 lambda: self._client.chat_update(
                     channel=channel_id, ts=ts, text=parent_text, blocks=alert_blocks(p, "resolved")
                 ),
             )
-        _call(
+        resp = _call(
             "chat.postMessage",
             lambda: self._client.chat_postMessage(
                 channel=channel_id, thread_ts=ts, text=text, blocks=alert_blocks(p, item.event)
             ),
         )
-        return None
+        # a firing reply is the alert's own message: kept so updates can edit it
+        return f"{resp['channel']} {resp['ts']}" if item.event == "firing" else None
+
+    def update(self, item: OutboxItem, message_ref: str | None) -> None:
+        if message_ref is None:
+            return  # the firing message never got through: nothing to edit
+        p = item.payload
+        channel_id, ts = message_ref.split(" ", 1)
+        _call(
+            "chat.update",
+            lambda: self._client.chat_update(
+                channel=channel_id, ts=ts, text=fallback_text(p, "firing"), blocks=alert_blocks(p, "firing")
+            ),
+        )
 
 
 class SlackWebhookNotifier(Notifier):
@@ -165,6 +189,9 @@ class SlackWebhookNotifier(Notifier):
 
     def __repr__(self) -> str:
         return "SlackWebhookNotifier()"
+
+    def update(self, item: OutboxItem, message_ref: str | None) -> None:
+        return None  # a webhook message cannot be edited; a new one would read as a new alert
 
     def send(self, item: OutboxItem, thread_ref: str | None) -> str | None:
         try:
