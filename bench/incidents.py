@@ -5,6 +5,7 @@ double.
 
     python -m bench.incidents            # the full scenario (~40 min: 20-min clean run, 11 incidents)
     python -m bench.incidents --short    # the CI version (~3 min: a revert and a back-to-back pair)
+    python -m bench.incidents --integrity  # the stream-integrity incidents (~12 min: 5-min clean run)
     python -m bench.incidents --json     # the scores as JSON
 
 The stream (dqmon/demo/stream.py) trades 100 records/s over 3 partitions; the checks run on 5-s
@@ -103,9 +104,26 @@ def _set(**values: object) -> Callable[[StreamKnobs], None]:
     return inject
 
 
-# stream-integrity incidents (duplicate burst, partition-level checks) join here with their checks
-EXTRA_INCIDENTS: list[Incident] = []
-EXTRA_CHECKS: list[str] = []
+# stream-integrity incidents and the checks that see them (docs/checks.md, "Stream integrity")
+EXTRA_INCIDENTS: list[Incident] = [
+    Incident("duplicate burst", ("trades/duplicates",), _set(duplicate_share=0.2)),
+    Incident("0.5% of events 2 min late", ("trades/late_arrivals",), _set(late_share=0.005)),
+    Incident("feature leakage", ("trades/point_in_time",), _set(leak_share=0.05)),
+]
+EXTRA_CHECKS: list[str] = [
+    "- partitions: {stall_after: 10s, max_timestamp_lag: 30s}",
+    "- duplicates: {key: [trade_id], horizon: 10m, max_rate: 0.001}",
+    "- late_arrivals: {column: event_ts, max_delay: 60s, max_rate: 0.001}",
+    "- point_in_time: {feature_time: feature_ts, event_time: event_ts, max_feature_age: 5m, max_rate: 0.001}",
+]
+
+
+def integrity_script() -> list[Incident]:
+    """The stream-integrity incidents alone, and the silent partition the `partitions` check names."""
+    return [
+        Incident("one partition silent", ("trades/partitions",), _set(silent_partition=1)),
+        *EXTRA_INCIDENTS,
+    ]
 
 
 def full_script() -> list[Incident]:
@@ -113,7 +131,7 @@ def full_script() -> list[Incident]:
     as in the report whose third volume incident was swallowed as flapping."""
     return [
         Incident("full stall", ("trades/volume", "trades/freshness"), _set(stalled=True)),
-        Incident("one partition silent", ("trades/volume",), _set(silent_partition=1)),
+        Incident("one partition silent", ("trades/volume", "trades/partitions"), _set(silent_partition=1)),
         Incident("volume drop 40%", ("trades/volume",), _set(volume_factor=0.6)),
         Incident("volume drop 40%, again", ("trades/volume",), _set(volume_factor=0.6)),
         Incident("qty retyped, then reverted", ("trades/schema",), _set(retyped_field="qty")),
@@ -151,7 +169,7 @@ class ScenarioRun:
 
 
 def baseline_knobs() -> StreamKnobs:
-    return StreamKnobs(trades_per_second=100.0, venue_weights=BASELINE_VENUES)
+    return StreamKnobs(trades_per_second=100.0, venue_weights=BASELINE_VENUES, feature_times=True)
 
 
 def _reset(knobs: StreamKnobs) -> None:
@@ -280,14 +298,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--short", action="store_true", help="the CI version (~3 min)")
     parser.add_argument(
+        "--integrity", action="store_true", help="the stream-integrity incidents only (~12 min)"
+    )
+    parser.add_argument(
         "--clean", type=float, default=None, help="seconds of clean run (default 1200; short 15)"
     )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--dump", type=Path, default=None, help="write injections and Slack calls here")
     args = parser.parse_args(argv)
-    script = short_script() if args.short else full_script()
-    clean = args.clean if args.clean is not None else (15.0 if args.short else 1200.0)
+    script = short_script() if args.short else integrity_script() if args.integrity else full_script()
+    clean = (
+        args.clean
+        if args.clean is not None
+        else (15.0 if args.short else 300.0 if args.integrity else 1200.0)
+    )
     run = run_scenario(script, clean_seconds=clean, seed=args.seed, dump=args.dump)
     target = WINDOW_SECONDS + FOR_SECONDS + 2
     if args.json:

@@ -69,6 +69,11 @@ class CheckSignals:
         # cross-dataset checks report on their downstream dataset: their for/notify apply too
         self._specs.update({(e.spec.result_dataset(), e.check_name()): e.spec for e in pipeline.links})
         self._windows: dict[str, float] = {d.name: evaluation_seconds(d) for d in pipeline.datasets}
+        # a link reporting on a pseudo-dataset (parity's online store) is evaluated every `every`
+        for link in pipeline.links:
+            every = getattr(link.spec, "every", None)
+            if every is not None:
+                self._windows.setdefault(link.spec.result_dataset(), max(1.0, every.total_seconds()))
 
     def window_seconds(self, dataset: str | None) -> float:
         return self._windows.get(dataset or "", DEFAULT_WINDOW_SECONDS)

@@ -43,6 +43,11 @@ class StreamKnobs:
     venue_weights: tuple[float, ...] | None = None  # shares of VENUES (None: uniform)
     event_lag_seconds: float = 0.0  # event times this far behind the wall clock
     malformed_share: float = 0.0  # share of trades sent as truncated JSON or binary garbage
+    duplicate_share: float = 0.0  # share of trades the producer sends twice (a retry burst)
+    late_share: float = 0.0  # share of trades whose event time is `late_seconds` old
+    late_seconds: float = 120.0
+    feature_times: bool = False  # add `feature_ts`, when the trade's features were computed
+    leak_share: float = 0.0  # share of trades whose features were computed after the event
 
 
 class MarketStream:
@@ -142,6 +147,14 @@ class MarketStream:
         weights = None if shares is None else np.asarray(shares, dtype=np.float64) / sum(shares)
         venues = rng.choice(VENUES, count, p=weights)
         malformed = rng.random(count) < knobs.malformed_share
+        duplicated = rng.random(count) < knobs.duplicate_share
+        late = rng.random(count) < knobs.late_share
+        # features are computed 0.2-3 s before the event that uses them; leaked ones 30-90 s after
+        feature_offsets = np.where(
+            rng.random(count) < knobs.leak_share,
+            rng.uniform(30.0, 90.0, count),
+            -rng.uniform(0.2, 3.0, count),
+        )
         venue_nulls = rng.random(count) < 0.05
         out = []
         for i in range(count):
@@ -155,6 +168,13 @@ class MarketStream:
                 "event_ts": (now - timedelta(seconds=float(lags[i]))).isoformat().replace("+00:00", "Z"),
                 "venue": None if venue_nulls[i] or nulls[i] else str(venues[i]),
             }
+            if late[i]:
+                event = now - timedelta(seconds=float(lags[i]) + knobs.late_seconds)
+                record["event_ts"] = event.isoformat().replace("+00:00", "Z")
+            if knobs.feature_times:
+                event = datetime.fromisoformat(str(record["event_ts"]).replace("Z", "+00:00"))
+                feature = event + timedelta(seconds=float(feature_offsets[i]))
+                record["feature_ts"] = feature.isoformat().replace("+00:00", "Z")
             if knobs.schema_change:
                 record["price"] = None if record["price"] is None else f"{record['price']:.6f}"
                 record["fee_bps"] = 2.5
@@ -168,6 +188,8 @@ class MarketStream:
             if malformed[i]:
                 value = value[: len(value) // 2] if i % 2 else bytes(rng.integers(0, 256, 24, dtype=np.uint8))
             out.append(value)
+            if duplicated[i]:
+                out.append(value)  # the same record again, as a retrying producer sends it
         return out
 
     def orderbook(self) -> list[bytes]:

@@ -22,6 +22,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -82,6 +83,7 @@ class _DatasetCursor:
         self.through: dict[int, int] = {}
         self.partitions: list[int] = []
         self.missing_since: dict[int, float] = {}  # partition -> end of the first window it missed
+        self.last_seen: int | None = None  # records in the last judged window (None: none yet)
         # a group hands a partition over within its session timeout (a dead member is evicted
         # then; a join is held at most that long): shorter gaps are a rebalance, not an outage
         client = getattr(dataset.source, "client", {}) or {}
@@ -232,6 +234,12 @@ class Judge:
         engine = self.engines.get(name)
         if engine is None:
             return
+        # as one reader of every partition does: the window in which the stream starts, or resumes
+        # after a silent window, saw only part of it (sources/kafka.py), so volume does not judge it
+        resumed = batch.rows_seen > 0 and cursor.last_seen == 0
+        cursor.last_seen = batch.rows_seen
+        if resumed and not batch.partial:
+            batch = replace(batch, partial=True)
         self._judging_at = batch.window_end
         try:
             results = engine.evaluate(batch)
