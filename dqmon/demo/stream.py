@@ -98,8 +98,12 @@ class MarketStream:
             if not knobs.stalled:
                 carry += knobs.trades_per_second * knobs.volume_factor * TICK_SECONDS
                 count, carry = int(carry), carry - int(carry)
+                previous: tuple[bytes, int | None] | None = None
                 for value in self.trades(count):
-                    partition = self._trade_partition()
+                    # a producer's retry re-sends a record to the partition it went to the first time
+                    resent = previous is not None and previous[0] == value
+                    partition = previous[1] if previous is not None and resent else self._trade_partition()
+                    previous = (value, partition)
                     if partition is not None and partition == knobs.silent_partition:
                         continue  # that partition's producer is down; the others go on
                     self._send(TRADES_TOPIC, value, partition)
