@@ -27,7 +27,7 @@ import polars as pl
 
 from dqmon.config.models import KafkaSource, SchemaRegistry
 from dqmon.decoders.avro_types import decimal_overrides
-from dqmon.decoders.base import Decoded, in_input_order
+from dqmon.decoders.base import Decoded, in_input_order, schema_registry_client
 from dqmon.registry import DECODERS
 
 log = logging.getLogger(__name__)
@@ -56,14 +56,7 @@ class AvroDecoder:
 
     @classmethod
     def from_config(cls, config: SchemaRegistry) -> AvroDecoder:
-        conf: dict[str, Any] = {"url": config.url}
-        if config.basic_auth is not None:
-            conf["basic.auth.user.info"] = config.basic_auth.get_secret_value()
-        # imported here: the registry client pulls in an HTTP/auth stack that only Avro users need,
-        # and decoders are imported whenever a checks file names a format
-        from confluent_kafka.schema_registry import SchemaRegistryClient
-
-        return cls(SchemaRegistryClient(conf))
+        return cls(schema_registry_client(config))
 
     @classmethod
     def from_source(cls, source: KafkaSource) -> AvroDecoder:

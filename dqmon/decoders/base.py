@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from dqmon.config.models import KafkaSource
+from dqmon.config.models import KafkaSource, SchemaRegistry
 
 
 @dataclass(frozen=True)
@@ -64,3 +64,17 @@ def in_input_order(frames: Sequence[tuple[npt.NDArray[Any], pl.DataFrame]]) -> p
         return pieces[0][1]
     order = np.argsort(np.concatenate([idx for idx, _ in pieces]), kind="stable")
     return pl.concat([df for _, df in pieces], how="diagonal_relaxed")[order]
+
+
+def schema_registry_client(config: SchemaRegistry) -> Any:
+    """A Confluent Schema Registry client for the registry formats (Avro, Protobuf, JSON Schema).
+
+    Imported here, not at module level: the client pulls in an HTTP/auth stack that only those
+    formats need, and decoder modules are imported whenever a checks file names a format.
+    """
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
+    conf: dict[str, Any] = {"url": config.url}
+    if config.basic_auth is not None:
+        conf["basic.auth.user.info"] = config.basic_auth.get_secret_value()
+    return SchemaRegistryClient(conf)

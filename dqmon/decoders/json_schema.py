@@ -34,7 +34,7 @@ import polars as pl
 
 from dqmon.config.models import KafkaSource, SchemaRegistry
 from dqmon.decoders import wire
-from dqmon.decoders.base import Decoded, in_input_order
+from dqmon.decoders.base import Decoded, in_input_order, schema_registry_client
 from dqmon.decoders.json import _OK, _REASON_OF, EMPTY, INVALID_JSON, NOT_OBJECT, TOO_LARGE, _judge_alone
 from dqmon.registry import DECODERS
 
@@ -74,12 +74,7 @@ class JsonSchemaDecoder:
 
     @classmethod
     def from_config(cls, config: SchemaRegistry) -> JsonSchemaDecoder:
-        from confluent_kafka.schema_registry import SchemaRegistryClient
-
-        conf: dict[str, Any] = {"url": config.url}
-        if config.basic_auth is not None:
-            conf["basic.auth.user.info"] = config.basic_auth.get_secret_value()
-        return cls(SchemaRegistryClient(conf))
+        return cls(schema_registry_client(config))
 
     @classmethod
     def from_source(cls, source: KafkaSource) -> JsonSchemaDecoder:
