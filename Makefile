@@ -25,11 +25,16 @@ setup-dev: $(VENV)/.installed-dev
 demo: setup
 	$(BIN)/dqmon demo
 
-# Prometheus and promtool come from Debian; the tests start their own servers on loopback.
+# Prometheus and promtool come from Debian (the tests start their own servers on loopback); Redis, the
+# parity tests' online store, is started (or installed from Debian) when none answers on 6379.
 system-deps:
 	@command -v prometheus >/dev/null && command -v promtool >/dev/null || \
 	  ( (apt-get update -qq || true) && \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null )
+	@redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 || ( \
+	  (command -v redis-server >/dev/null || ( (apt-get update -qq || true) && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null )) && \
+	  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null )
 
 lint: setup-dev
 	$(BIN)/ruff check dqmon tests bench
