@@ -47,6 +47,7 @@ class Registry(Generic[T]):
         self._builtin_modules = tuple(builtin_modules)
         self._items: dict[str, T] = {}
         self._loaded = False
+        self._loading = False
         self._lock = threading.RLock()
 
     def register(self, kind: str, item: T) -> T:
@@ -95,13 +96,16 @@ class Registry(Generic[T]):
     def _load_builtins(self) -> None:
         if self._loaded:
             return
-        with self._lock:
-            if self._loaded:
-                return
-            # set first: a built-in module that looks its own registry up while importing must not recurse
-            self._loaded = True
-            for module in self._builtin_modules:
-                importlib.import_module(module)
+        with self._lock:  # other threads wait here until every built-in is registered
+            if self._loaded or self._loading:
+                return  # _loading: this thread, importing a built-in that looks its registry up
+            self._loading = True
+            try:
+                for module in self._builtin_modules:
+                    importlib.import_module(module)
+                self._loaded = True
+            finally:
+                self._loading = False
 
 
 CHECK_KINDS: Registry[type[Check[Any]]] = Registry(

@@ -7,6 +7,7 @@ import inspect
 import pkgutil
 import sys
 import textwrap
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -207,3 +208,31 @@ def test_plugins_load_from_entry_points_only_when_asked(
     finally:
         DECODERS.unregister("test_ndjson")
         sys.modules.pop("dqmon_test_plugin", None)
+
+
+def test_a_lookup_during_another_threads_first_load_waits_for_every_builtin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+    import types
+
+    registry: Registry[int] = Registry("widget", ("dqmon_test_slow_builtin",))
+    holder = types.ModuleType("dqmon_test_registry_holder")
+    holder.registry = registry  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "dqmon_test_registry_holder", holder)
+    (tmp_path / "dqmon_test_slow_builtin.py").write_text(
+        "import time\nfrom dqmon_test_registry_holder import registry\n"
+        "time.sleep(0.3)  # a slow import: another thread looks the kind up meanwhile\n"
+        "registry.register('slow', 1)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    found: list[int] = []
+    first = threading.Thread(target=lambda: found.append(registry.get("slow")))
+    first.start()
+    time.sleep(0.05)  # the first thread is importing now
+    try:
+        assert registry.get("slow") == 1
+    finally:
+        first.join()
+        sys.modules.pop("dqmon_test_slow_builtin", None)
+    assert found == [1]
