@@ -110,7 +110,12 @@ class KafkaSource(Source):
         self.cap = min(dataset.max_rows, self.config.sample.max_rows_per_batch)
         self.rate = self.config.sample.rate
         self._client_config = consumer_config(
-            self.config, self.settings, group_id=self.group_id, error_cb=self._on_error
+            self.config,
+            self.settings,
+            group_id=self.group_id,
+            error_cb=self._on_error,
+            window=self.window,
+            max_rows=dataset.max_rows,
         )
         self._lock = threading.Lock()
         self._consumer: Any = None
