@@ -12,9 +12,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg
+if TYPE_CHECKING:  # psycopg (libpq, ~20 MB RSS) loads only when scale-out is configured
+    import psycopg
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ class JudgeLock:
 
     def try_acquire(self) -> bool:
         """Take the lock if free; True while held. Never raises (an unreachable store = not held)."""
+        import psycopg
+
         with self._lock:
             try:
                 if self._conn is None or self._conn.closed or self._conn.broken:

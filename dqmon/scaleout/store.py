@@ -18,13 +18,13 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg
+if TYPE_CHECKING:  # psycopg (libpq, ~20 MB RSS) loads only when scale-out is configured
+    import psycopg
 
 from dqmon.errors import StateError
 from dqmon.scaleout.partials import Partial, decode, encode
-from dqmon.state.postgres import DDL_LOCK_KEY
 
 SCHEMA = [
     "CREATE TABLE IF NOT EXISTS scaleout_partials ("
@@ -56,6 +56,8 @@ class PartialStore:
         self._lock = threading.Lock()
         self._conn: psycopg.Connection[Any] | None = None
         with self._cursor() as cur:
+            from dqmon.state.postgres import DDL_LOCK_KEY
+
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (DDL_LOCK_KEY,))  # replicas start together
             for statement in SCHEMA:
                 cur.execute(statement)
@@ -65,6 +67,8 @@ class PartialStore:
 
     @contextmanager
     def _cursor(self) -> Iterator[psycopg.Cursor[Any]]:
+        import psycopg
+
         with self._lock:
             try:
                 if self._conn is None or self._conn.closed or self._conn.broken:
