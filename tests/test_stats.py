@@ -52,6 +52,15 @@ def test_numeric_psi_equals_direct_computation(a: np.ndarray, b: np.ndarray, bin
     assert ours == pytest.approx(_direct_psi(a, b, bins), rel=1e-9, abs=1e-12)
 
 
+@settings(max_examples=200, deadline=None)
+@given(a=st.one_of(samples, tied), b=st.one_of(samples, tied), bins=st.integers(2, 20))
+def test_bin_counts_of_sorted_values_equal_the_per_value_count(a: np.ndarray, b: np.ndarray, bins: int) -> None:
+    edges = quantile_edges(a, bins)
+    direct = [int(np.sum((b > lo) & (b <= hi))) for lo, hi in zip([-np.inf, *edges], [*edges, np.inf], strict=True)]
+    assert bin_counts(np.sort(b), edges, is_sorted=True).tolist() == direct
+    assert bin_counts(b, edges).tolist() == direct
+
+
 def test_psi_is_zero_for_identical_and_large_for_shifted() -> None:
     rng = np.random.default_rng(7)
     ref = rng.normal(0, 1, 10_000)

@@ -41,6 +41,8 @@ class DistributionCheck(Check[DistributionSpec]):
         self.fixed: dict[str, np.ndarray[Any, Any]] | None = None
         # numeric or categorical, fixed by the first batch (or the spec) so a retyped column is an error
         self._mode: bool | None = spec.categorical
+        # a fixed reference's PSI edges and counts, computed once per segment (not every batch)
+        self._fixed_bins: dict[int, tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]] = {}
         if spec.reference.rolling is not None:
             self.rolling = RollingReference(
                 spec.reference, ctx.store, self.state_key("reference"), spec.max_segments
@@ -151,8 +153,23 @@ class DistributionCheck(Check[DistributionSpec]):
         if metric == "ks":
             d = ks_statistic(reference, current)
             return d, {"p_value": ks_pvalue(d, reference.size, current.size)}
+        edges, ref_counts = self._reference_bins(reference)
+        cur_counts = bin_counts(current, edges, is_sorted=True)  # numeric current values arrive sorted
+        return psi(ref_counts, cur_counts), {"bins": int(edges.size + 1)}
+
+    def _reference_bins(
+        self, reference: np.ndarray[Any, Any]
+    ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+        """Quantile edges and counts of a sorted reference; cached while the same array is used
+        (a fixed reference keeps its arrays; a rolling one is a new array every batch)."""
+        cached = self._fixed_bins.get(id(reference)) if self.fixed is not None else None
+        if cached is not None:
+            return cached
         edges = quantile_edges(reference, self.spec.bins)
-        return psi(bin_counts(reference, edges), bin_counts(current, edges)), {"bins": int(edges.size + 1)}
+        bins = (edges, bin_counts(reference, edges, is_sorted=True))
+        if self.fixed is not None and any(reference is ref for ref in self.fixed.values()):
+            self._fixed_bins[id(reference)] = bins
+        return bins
 
     def finish(self, batch: MicroBatch, aggregates: Mapping[str, Any]) -> list[CheckResult]:
         threshold = f"<= {self.spec.max:g}"
