@@ -9,7 +9,15 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy import stats as scipy_stats
 
-from dqmon.checks.stats import bin_counts, chi_square, ks_statistic, psi, quantile_edges, robust_z
+from dqmon.checks.stats import (
+    bin_counts,
+    chi_square,
+    kolmogorov,
+    ks_statistic,
+    psi,
+    quantile_edges,
+    robust_z,
+)
 
 finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False)
 samples = arrays(np.float64, st.integers(min_value=1, max_value=300), elements=finite)
@@ -24,6 +32,17 @@ def test_ks_statistic_equals_scipy(a: np.ndarray, b: np.ndarray) -> None:
     ours = ks_statistic(np.sort(a), np.sort(b))
     theirs = scipy_stats.ks_2samp(a, b).statistic
     assert abs(ours - theirs) <= 1e-9
+
+
+@settings(max_examples=300, deadline=None)
+@given(x=st.floats(min_value=-1.0, max_value=8.0, allow_nan=False))
+@example(x=1.0)
+@example(x=0.9999999)
+@example(x=0.0)
+def test_kolmogorov_survival_equals_scipy(x: float) -> None:
+    from scipy.special import kolmogorov as scipy_kolmogorov
+
+    assert abs(kolmogorov(x) - float(scipy_kolmogorov(x))) <= 1e-12
 
 
 def _direct_psi(ref: np.ndarray, cur: np.ndarray, bins: int) -> float:
