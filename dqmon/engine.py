@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,17 @@ from dqmon.state.store import CheckState, MemoryStateStore
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("dqmon.engine")
 _SEP = "\x1f"
+_MAX_PLANS = 8
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One schema's fused query: each check's expressions, the de-duplicated select, the names."""
+
+    exprs: dict[int, dict[str, pl.Expr] | Exception]
+    errors: dict[int, Mapping[str, Any] | Exception]
+    fused: list[pl.Expr]
+    names: dict[int, dict[str, str]]
 
 
 class DatasetEngine:
@@ -54,6 +66,9 @@ class DatasetEngine:
         self.checks: list[Check[Any]] = [
             build_check(entry.kind, entry.spec, entry.check_name(), self.ctx) for entry in dataset.checks
         ]
+        self._plans: dict[tuple[tuple[str, pl.DataType], ...], _Plan] = {}
+        # some check's aggregations are not a function of the schema: rebuild the query every batch
+        self._volatile = any(not check.cache_aggregations for check in self.checks)
 
     def evaluate(self, batch: MicroBatch) -> list[CheckResult]:
         """Run every check on the batch; one result or more per check, never an exception."""
@@ -96,19 +111,28 @@ class DatasetEngine:
         return results
 
     # ------------------------------------------------------------------ internals
-    def _expressions(self, schema: pl.Schema) -> dict[int, dict[str, pl.Expr] | Exception]:
-        """Each check's aggregations by the output name the check gave them."""
-        exprs: dict[int, dict[str, pl.Expr] | Exception] = {}
-        for index, check in enumerate(self.checks):
-            try:
-                exprs[index] = {e.meta.output_name(): e for e in check.aggregations(schema)}
-            except Exception as exc:  # noqa: BLE001 - reported as this check's error
-                exprs[index] = exc
-        return exprs
+    def _plan(self, schema: pl.Schema) -> _Plan:
+        """The fused query for this schema: built once per schema, not per batch.
 
-    def _aggregate(self, batch: MicroBatch) -> dict[int, Mapping[str, Any] | Exception]:
-        exprs = self._expressions(batch.df.schema)
-        out: dict[int, Mapping[str, Any] | Exception] = {
+        Building and de-duplicating the expressions (each serialized to find identical ones,
+        reference arrays included) is per-batch Python work that only depends on the schema and
+        the checks' specs. A check whose `aggregations` depend on anything else sets
+        `cache_aggregations = False` and is asked every batch.
+        """
+        if self._volatile:
+            return self._build_plan(schema)
+        key = tuple(schema.items())
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._build_plan(schema)
+            if len(self._plans) >= _MAX_PLANS:  # a schema that changes every batch must not grow this
+                self._plans.pop(next(iter(self._plans)))
+            self._plans[key] = plan
+        return plan
+
+    def _build_plan(self, schema: pl.Schema) -> _Plan:
+        exprs = self._expressions(schema)
+        errors: dict[int, Mapping[str, Any] | Exception] = {
             i: v for i, v in exprs.items() if isinstance(v, Exception)
         }
         # Identical expressions from different checks (two drift metrics on one column, a
@@ -126,19 +150,34 @@ class DatasetEngine:
                     shared[key] = f"{len(shared)}{_SEP}{local}"
                     fused.append(expr.alias(shared[key]))
                 names[index][local] = shared[key]
-        if not fused:
+        return _Plan(exprs, errors, fused, names)
+
+    def _expressions(self, schema: pl.Schema) -> dict[int, dict[str, pl.Expr] | Exception]:
+        """Each check's aggregations by the output name the check gave them."""
+        exprs: dict[int, dict[str, pl.Expr] | Exception] = {}
+        for index, check in enumerate(self.checks):
+            try:
+                exprs[index] = {e.meta.output_name(): e for e in check.aggregations(schema)}
+            except Exception as exc:  # noqa: BLE001 - reported as this check's error
+                exprs[index] = exc
+        return exprs
+
+    def _aggregate(self, batch: MicroBatch) -> dict[int, Mapping[str, Any] | Exception]:
+        plan = self._plan(batch.df.schema)
+        out = dict(plan.errors)
+        if not plan.fused:
             return out
         with tracer.start_as_current_span(
-            "dqmon.checks.aggregate", attributes={"dqmon.expressions": len(fused)}
+            "dqmon.checks.aggregate", attributes={"dqmon.expressions": len(plan.fused)}
         ):
             try:
-                row = _collect(batch.df, fused)
-                for index, mapping in names.items():
+                row = _collect(batch.df, plan.fused)
+                for index, mapping in plan.names.items():
                     out[index] = {local: row[alias] for local, alias in mapping.items()}
                 return out
             except Exception:
                 log.debug("fused check query failed; evaluating checks one by one", exc_info=True)
-            for index, values in exprs.items():
+            for index, values in plan.exprs.items():
                 if isinstance(values, Exception) or not values:
                     continue
                 try:

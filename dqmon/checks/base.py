@@ -44,6 +44,9 @@ class Check(ABC, Generic[SpecT]):
 
     kind: ClassVar[str]
     spec_type: ClassVar[type[CheckSpec]]
+    # The engine builds the fused query once per batch schema: `aggregations` must depend only on
+    # the schema and the spec. A check whose expressions change with its state sets this False.
+    cache_aggregations: ClassVar[bool] = True
 
     def __init__(self, spec: SpecT, name: str, ctx: CheckContext) -> None:
         self.spec = spec
