@@ -15,12 +15,14 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
@@ -71,6 +73,18 @@ def _rss_mb(process: psutil.Process) -> float:
     return float(process.memory_info().rss) / 2**20
 
 
+def _split_mb(pid: int) -> dict[str, float]:
+    """RSS split into private (anon: heaps, Polars' jemalloc, librdkafka buffers) and file-backed
+    (shared-library code pages: clean, shared with other processes, reclaimable)."""
+    fields = {}
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            key, _, value = line.partition(":")
+            if key in ("RssAnon", "RssFile"):
+                fields[key.lower()] = int(value.split()[0]) / 1024
+    return fields
+
+
 def _slope_mb_per_hour(samples: list[tuple[float, float]]) -> float:
     if len(samples) < 2:
         return 0.0
@@ -79,6 +93,10 @@ def _slope_mb_per_hour(samples: list[tuple[float, float]]) -> float:
     mt, my = statistics.fmean(ts), statistics.fmean(ys)
     den = sum((t - mt) ** 2 for t in ts)
     return 0.0 if den == 0 else sum((t - mt) * (y - my) for t, y in samples) / den * 3600
+
+
+def _split_text(sample: dict[str, Any]) -> str:
+    return f"(private {float(sample['rssanon']):.1f}, shared-library pages {float(sample['rssfile']):.1f})"
 
 
 def main() -> None:
@@ -90,6 +108,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=0.2, help="share of the run before 'steady'")
     ap.add_argument("--out", type=Path, help="write every sample as JSON lines")
     args = ap.parse_args()
+    # SIGTERM unwinds like Ctrl-C, so the broker and `dqmon run` are stopped on the way out
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     with tempfile.TemporaryDirectory(prefix="dqmon-rss-") as tmp, EmbeddedBroker() as broker:
         checks = Path(tmp) / "checks"
@@ -112,14 +132,15 @@ def main() -> None:
         log = (Path(tmp) / "dqmon.log").open("wb")
         proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
         monitor = psutil.Process(proc.pid)
-        samples: list[dict[str, float | str]] = []
+        samples: list[dict[str, Any]] = []
         t0 = time.monotonic()
         try:
             time.sleep(args.idle)
             if proc.poll() is not None:
                 raise SystemExit(f"dqmon run exited: {(Path(tmp) / 'dqmon.log').read_text()[-2000:]}")
             idle = _rss_mb(monitor)
-            samples.append({"t": time.monotonic() - t0, "phase": "idle", "rss_mb": idle})
+            idle_split = _split_mb(proc.pid)
+            samples.append({"t": time.monotonic() - t0, "phase": "idle", "rss_mb": idle, **idle_split})
             stream = MarketStream(broker.bootstrap_servers, StreamKnobs(trades_per_second=args.rate))
             stream.start()
             started = time.monotonic()
@@ -132,13 +153,17 @@ def main() -> None:
                         "phase": "stream",
                         "rss_mb": _rss_mb(monitor),
                         "cpu_s": sum(monitor.cpu_times()[:2]),
+                        **_split_mb(proc.pid),
                     }
                 )
             stream.stop()
             produced = stream.produced
         finally:
             proc.terminate()
-            proc.wait(15)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
             log.close()
         streamed = [(float(s["t"]), float(s["rss_mb"])) for s in samples if s["phase"] == "stream"]
         steady = [(t, y) for t, y in streamed if t >= args.warmup * args.minutes * 60]
@@ -148,10 +173,15 @@ def main() -> None:
             raise SystemExit("no samples after the warm-up (dqmon run exited early?)")
         ys = [y for _, y in steady]
         print(f"dqmon run, 9 checks, {args.rate:.0f} msg/s for {args.minutes:g} min ({produced} messages)")
-        print(f"  idle RSS (before the stream)   {idle:7.1f} MB")
+        last = samples[-1]
+        print(f"  idle RSS (before the stream)   {idle:7.1f} MB", _split_text(idle_split))
         print(f"  steady RSS (median after {args.warmup:.0%})  {statistics.median(ys):7.1f} MB")
         print(f"  min / max after warm-up        {min(ys):7.1f} / {max(ys):.1f} MB")
+        print(f"  last sample                    {float(last['rss_mb']):7.1f} MB", _split_text(last))
         print(f"  slope after warm-up            {_slope_mb_per_hour(steady):+7.1f} MB/hour")
+        anon = [(float(s["t"]), float(s["rssanon"])) for s in samples if s["phase"] == "stream"]
+        anon = [(t, y) for t, y in anon if t >= args.warmup * args.minutes * 60]
+        print(f"  slope of the private part      {_slope_mb_per_hour(anon):+7.1f} MB/hour")
         print(f"  CPU                            {float(samples[-1]['cpu_s']):7.1f} s")
 
 
