@@ -379,7 +379,8 @@ def standard(args: argparse.Namespace, rows: int) -> None:
     print(f"  engine:       {engine_s * 1000:8.1f} ms  (min {min(engine_times) * 1000:.1f})")
     print(f"  hand-written: {hand_s * 1000:8.1f} ms  (min {min(hand_times) * 1000:.1f})")
     print(
-        f"  speed ratio (hand/engine) at {rows:,} rows: {ratio:.2f}  goal >= 0.90  {'PASS' if ratio >= 0.9 else 'MISS'}"
+        f"  speed ratio (hand/engine) at {rows:,} rows: {ratio:.2f}  goal >= 0.90  "
+        f"{'PASS' if ratio >= 0.9 else 'MISS'}"
     )
     if not args.no_memory:
         ours_mb = _memory("engine", rows, args.reference_rows)

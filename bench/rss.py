@@ -62,8 +62,11 @@ datasets:
           in_set: {side: [buy, sell]}
           regex: {symbol: "^[A-Z]{2,5}-USDT?$"}
           unique: trade_id
-      - sql: {name: crossed_notional, query: "select count(*) as value from batch where price * qty > 5000000",
-              max: 0, severity: warn}
+      - sql:
+          name: crossed_notional
+          query: "select count(*) as value from batch where price * qty > 5000000"
+          max: 0
+          severity: warn
       - lag: {group: trades-features-app, max_messages: 100000, max_seconds: 60s}
       - duplicates: {key: trade_id, horizon: 5m}
 """
@@ -127,7 +130,15 @@ def main() -> None:
             "DQMON_DATA_DIR": str(Path(tmp) / "state"),
             "DQMON_LOG_LEVEL": "WARNING",
         }
-        argv = [sys.executable, "-c", "from dqmon.cli import app; app()", "run", "--checks", str(checks), "--no-live"]
+        argv = [
+            sys.executable,
+            "-c",
+            "from dqmon.cli import app; app()",
+            "run",
+            "--checks",
+            str(checks),
+            "--no-live",
+        ]
         argv += ["--http-port", str(free_port())]
         log = (Path(tmp) / "dqmon.log").open("wb")
         proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -73,9 +73,13 @@ def test_numeric_psi_equals_direct_computation(a: np.ndarray, b: np.ndarray, bin
 
 @settings(max_examples=200, deadline=None)
 @given(a=st.one_of(samples, tied), b=st.one_of(samples, tied), bins=st.integers(2, 20))
-def test_bin_counts_of_sorted_values_equal_the_per_value_count(a: np.ndarray, b: np.ndarray, bins: int) -> None:
+def test_bin_counts_of_sorted_values_equal_the_per_value_count(
+    a: np.ndarray, b: np.ndarray, bins: int
+) -> None:
     edges = quantile_edges(a, bins)
-    direct = [int(np.sum((b > lo) & (b <= hi))) for lo, hi in zip([-np.inf, *edges], [*edges, np.inf], strict=True)]
+    direct = [
+        int(np.sum((b > lo) & (b <= hi))) for lo, hi in zip([-np.inf, *edges], [*edges, np.inf], strict=True)
+    ]
     assert bin_counts(np.sort(b), edges, is_sorted=True).tolist() == direct
     assert bin_counts(b, edges).tolist() == direct
 
