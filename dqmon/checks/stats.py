@@ -15,11 +15,14 @@ PSI_EPSILON = 1e-4
 
 def _last_of_ties(sorted_values: FloatArray) -> tuple[FloatArray, FloatArray]:
     """Distinct values of a sorted sample and its right-continuous ECDF at each of them."""
-    last = np.empty(sorted_values.size, dtype=bool)
+    n = sorted_values.size
+    last = np.empty(n, dtype=bool)
     np.not_equal(sorted_values[1:], sorted_values[:-1], out=last[:-1])
     last[-1] = True
+    if last.all():  # no ties (continuous values): no copy of the sample
+        return sorted_values, np.arange(1, n + 1) / n
     positions = np.flatnonzero(last)
-    return sorted_values[positions], (positions + 1) / sorted_values.size
+    return sorted_values[positions], (positions + 1) / n
 
 
 def ks_statistic(reference_sorted: FloatArray, current_sorted: FloatArray) -> float:
@@ -29,6 +32,8 @@ def ks_statistic(reference_sorted: FloatArray, current_sorted: FloatArray) -> fl
     `a`, F_a is constant and F_b only rises, so the largest gap there is at one of its ends:
     at a's value itself, or just before a's next value. Two searchsorted calls of a's distinct
     values into b give D in O(|a| log |b|), without touching each value of the larger sample.
+    The second search only runs for points tied with a value of b (see _to_left), and the
+    gaps are computed in one reused buffer: this runs on every batch of a drift check.
     """
     a, b = reference_sorted, current_sorted
     if a.size == 0 or b.size == 0:
@@ -36,23 +41,25 @@ def ks_statistic(reference_sorted: FloatArray, current_sorted: FloatArray) -> fl
     if a.size > b.size:
         a, b = b, a
     points, cdf_a = _last_of_ties(a)
-    at = np.searchsorted(b, points, side="right")
-    cdf_b_at = at / b.size
-    cdf_b_before = _left_positions(b, points, at) / b.size
-    cdf_a_previous = np.concatenate(([0.0], cdf_a[:-1]))
-    return float(max(np.abs(cdf_a - cdf_b_at).max(), np.abs(cdf_a_previous - cdf_b_before).max()))
+    positions = np.searchsorted(b, points, side="right")
+    gap = positions / b.size  # F_b at each point
+    np.subtract(cdf_a, gap, out=gap)
+    at_points = float(np.abs(gap, out=gap).max())
+    _to_left(b, points, positions)
+    np.divide(positions, b.size, out=gap)  # F_b just before each point
+    # F_a just before point i is F_a at point i-1 (0 before the first)
+    np.subtract(cdf_a[:-1], gap[1:], out=gap[1:])
+    before_points = float(np.abs(gap, out=gap).max())
+    return max(at_points, before_points)
 
 
-def _left_positions(b: FloatArray, points: FloatArray, right: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
-    """`searchsorted(b, points, "left")` given the "right" positions: they differ only where a
-    point equals a value of b (b[right - 1] == point), so only those points are searched again."""
-    left = right.copy()
-    inside = right > 0
-    tied = np.zeros(points.size, dtype=bool)
-    tied[inside] = b[right[inside] - 1] == points[inside]
+def _to_left(b: FloatArray, points: FloatArray, positions: npt.NDArray[np.intp]) -> None:
+    """Turn `searchsorted(b, points, "right")` into the "left" positions, in place: they differ only
+    where a point equals a value of b (b[right - 1] == point), so only those points are searched again."""
+    tied = positions > 0
+    tied[tied] = b[positions[tied] - 1] == points[tied]
     if tied.any():
-        left[tied] = np.searchsorted(b, points[tied], side="left")
-    return left
+        positions[tied] = np.searchsorted(b, points[tied], side="left")
 
 
 def ks_pvalue(d: float, n: int, m: int) -> float:
