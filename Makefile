@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup setup-dev demo test lint typecheck system-deps bench clean
+.PHONY: setup setup-dev demo test lint typecheck system-deps bench bench-rss clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,9 +47,16 @@ typecheck: setup-dev
 test: setup-dev system-deps lint typecheck
 	$(BIN)/pytest -q
 
+# engine ratios at 100k and 1M rows (speed and peak memory against the hand-written query), the
+# integrity suite, and ingest per format against the raw consume rate (docs/performance.md)
 bench: setup-dev
-	$(BIN)/python bench/engine.py
-	$(BIN)/python bench/ingest.py
+	PYTHONPATH=. $(BIN)/python bench/engine.py
+	PYTHONPATH=. $(BIN)/python bench/ingest.py
+
+# the sidecar's idle and steady RSS on the demo stream (10 minutes; MINUTES=60 for the long run)
+MINUTES ?= 10
+bench-rss: setup-dev
+	PYTHONPATH=. $(BIN)/python bench/rss.py --minutes $(MINUTES)
 
 clean:
 	rm -rf $(VENV) .dqmon .mypy_cache .ruff_cache .pytest_cache
