@@ -20,7 +20,9 @@ def _last_of_ties(sorted_values: FloatArray) -> tuple[FloatArray, FloatArray]:
     np.not_equal(sorted_values[1:], sorted_values[:-1], out=last[:-1])
     last[-1] = True
     if last.all():  # no ties (continuous values): no copy of the sample
-        return sorted_values, np.arange(1, n + 1) / n
+        cdf = np.arange(1, n + 1, dtype=np.float64)
+        cdf /= n
+        return sorted_values, cdf
     positions = np.flatnonzero(last)
     return sorted_values[positions], (positions + 1) / n
 
@@ -45,7 +47,7 @@ def ks_statistic(reference_sorted: FloatArray, current_sorted: FloatArray) -> fl
     gap = positions / b.size  # F_b at each point
     np.subtract(cdf_a, gap, out=gap)
     at_points = float(np.abs(gap, out=gap).max())
-    _to_left(b, points, positions)
+    _to_left(b, points, positions, gap)
     np.divide(positions, b.size, out=gap)  # F_b just before each point
     # F_a just before point i is F_a at point i-1 (0 before the first)
     np.subtract(cdf_a[:-1], gap[1:], out=gap[1:])
@@ -53,11 +55,18 @@ def ks_statistic(reference_sorted: FloatArray, current_sorted: FloatArray) -> fl
     return max(at_points, before_points)
 
 
-def _to_left(b: FloatArray, points: FloatArray, positions: npt.NDArray[np.intp]) -> None:
+def _to_left(b: FloatArray, points: FloatArray, positions: npt.NDArray[np.intp], scratch: FloatArray) -> None:
     """Turn `searchsorted(b, points, "right")` into the "left" positions, in place: they differ only
-    where a point equals a value of b (b[right - 1] == point), so only those points are searched again."""
-    tied = positions > 0
-    tied[tied] = b[positions[tied] - 1] == points[tied]
+    where a point equals a value of b (b[right - 1] == point), so only those points are searched
+    again. `scratch` (a float buffer of the points' size) receives b[right - 1]."""
+    positions -= 1
+    if b.dtype == scratch.dtype:
+        b.take(positions, out=scratch, mode="clip")  # -1 (nothing of b below the point) is masked next
+    else:
+        scratch[:] = b.take(positions, mode="clip")
+    tied = scratch == points
+    tied &= positions >= 0
+    positions += 1
     if tied.any():
         positions[tied] = np.searchsorted(b, points[tied], side="left")
 
