@@ -38,7 +38,6 @@ from dqmon.runtime.fanout import ResultFanout
 from dqmon.runtime.health import health_report
 from dqmon.runtime.jobs import ChecksFileWatch
 from dqmon.runtime.links import LinksRunner
-from dqmon.runtime.memory import TRIM_EVERY_SECONDS, malloc_trim
 from dqmon.runtime.replicas import Replicas
 from dqmon.runtime.status import StatusBoard
 from dqmon.runtime.wiring import build_source, open_store, secret_values
@@ -151,9 +150,6 @@ class Runtime:
         )
         if self.watch_files:
             add(self.watch, "interval", seconds=2, id="watch-checks")
-        trim = malloc_trim()
-        if trim is not None:
-            add(trim, "interval", seconds=TRIM_EVERY_SECONDS, id="malloc-trim")
         self.scheduler.start()
         log.info(
             "dqmon running: %d pipeline(s), %d dataset(s); telemetry on %s",
