@@ -14,6 +14,7 @@ import contextlib
 import json
 import re
 import sqlite3
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -144,7 +145,10 @@ def _write_checks(checks_dir: Path, topic: str, schema: str) -> None:
 
 
 class ViewRefresher:
-    """Inserts a row and refreshes the materialized view every `interval` seconds, until paused."""
+    """The pipeline behind the view: a thread inserts a row and refreshes the materialized view every
+    `interval` seconds, until paused. It runs on its own clock, as a real pipeline does: refreshing
+    only while the test polls left the view stale whenever the test waited on something else
+    (dqmon's start-up), and dqmon rightly paged for it."""
 
     def __init__(self, dsn: str, schema: str, interval: float = 0.5) -> None:
         self.conn = psycopg.connect(dsn, autocommit=True)
@@ -152,20 +156,31 @@ class ViewRefresher:
         self.interval = interval
         self.paused = False
         self.refreshes = 0
+        self._stop = threading.Event()
         self.conn.execute(f"CREATE TABLE {schema}.features (symbol text, updated_at timestamptz)")
         self.conn.execute(
             f"CREATE MATERIALIZED VIEW {schema}.features_mv AS "
             f"SELECT symbol, max(updated_at) AS updated_at FROM {schema}.features GROUP BY symbol"
         )
         self.conn.execute(f"CREATE UNIQUE INDEX ON {schema}.features_mv (symbol)")
-        self.tick()
+        self._tick()
+        self._thread = threading.Thread(target=self._run, name="view-refresher", daemon=True)
+        self._thread.start()
 
-    def tick(self) -> None:
-        if self.paused:
-            return
+    def _tick(self) -> None:
         self.conn.execute(f"INSERT INTO {self.schema}.features VALUES ('BTC-USDT', now())")
         self.conn.execute(f"REFRESH MATERIALIZED VIEW CONCURRENTLY {self.schema}.features_mv")
         self.refreshes += 1
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            if not self.paused:
+                self._tick()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self.conn.close()
 
 
 @pytest.fixture
@@ -193,7 +208,7 @@ def stack(
         try:
             yield Stack(broker, topic, slack_api, checks_dir, data_dir, env, tmp_path), refresher
         finally:
-            refresher.conn.close()
+            refresher.close()
     finally:
         broker.stop()
 
@@ -204,21 +219,10 @@ def _start_dqmon(stack: Stack, log_name: str) -> DqmonProcess:
     return proc
 
 
-def _pump(refresher: ViewRefresher, seconds: float) -> None:
-    """Let time pass while the view keeps being refreshed (unless paused)."""
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        refresher.tick()
-        time.sleep(min(refresher.interval, max(0.0, end - time.monotonic())))
-
-
-def _await_alert(
-    slack: FakeSlack, where: str, refresher: ViewRefresher, timeout: float, *, after: int
-) -> SlackAlert:
+def _await_alert(slack: FakeSlack, where: str, timeout: float, *, after: int) -> SlackAlert:
     """The first FIRING post for `where` among top-level posts number `after` onwards."""
 
     def posted() -> SlackAlert | None:
-        refresher.tick()
         alerts = [a for a in top_level_posts(slack)[after:] if a in fired(slack, where)]
         return alerts[0] if alerts else None
 
@@ -226,17 +230,15 @@ def _await_alert(
     return alert
 
 
-def _await_resolve(slack: FakeSlack, alert: SlackAlert, refresher: ViewRefresher, timeout: float) -> None:
+def _await_resolve(slack: FakeSlack, alert: SlackAlert, timeout: float) -> None:
     def resolved() -> bool:
-        refresher.tick()
         return bool(resolved_replies(slack, alert))
 
     wait_until(resolved, timeout, f"a RESOLVED reply in the thread of {alert.text[:80]!r}", interval=0.5)
 
 
-def _await_all_resolved(slack: FakeSlack, refresher: ViewRefresher, timeout: float) -> None:
+def _await_all_resolved(slack: FakeSlack, timeout: float) -> None:
     def quiet() -> bool:
-        refresher.tick()
         return not open_alerts(slack)
 
     try:
@@ -260,9 +262,9 @@ def test_each_incident_fires_and_resolves_on_slack(stack: tuple[Stack, ViewRefre
         # tansu holds the first group join ~3 s: windows before it are empty and volume may fire;
         # the clean stretch starts once rows flow and those start-up alerts have resolved
         proc.wait_rows_flowing("trades")
-        _await_all_resolved(slack, refresher, 30)
+        _await_all_resolved(slack, 30)
         startup = len(top_level_posts(slack))
-        _pump(refresher, 15)  # baselines (schema, rolling reference) are learned here
+        time.sleep(15)  # baselines (schema, rolling reference) are learned here
         clean = top_level_posts(slack)[startup:]
         assert not clean, [a.text for a in clean]
 
@@ -271,14 +273,14 @@ def test_each_incident_fires_and_resolves_on_slack(stack: tuple[Stack, ViewRefre
             started, mark = time.monotonic(), len(top_level_posts(slack))
             for field, value in vars(inject).items():
                 setattr(knobs, field, value)
-            alerts = [_await_alert(slack, where, refresher, 30, after=mark) for where in wheres]
+            alerts = [_await_alert(slack, where, 30, after=mark) for where in wheres]
             detected = time.monotonic() - started
             assert all(a.channel == "#e2e-alerts" for a in alerts)  # the pipeline owner's channel
             knobs.reset()
             refresher.paused = False
             for alert in alerts:
-                _await_resolve(slack, alert, refresher, 40)
-            _await_all_resolved(slack, refresher, 40)  # a clean start for the next incident
+                _await_resolve(slack, alert, 40)
+            _await_all_resolved(slack, 40)  # a clean start for the next incident
             timeline.append((name, round(detected, 1), round(time.monotonic() - started, 1)))
 
         # producer stall and the view no longer refreshed, at the same time (independent datasets)
@@ -325,8 +327,8 @@ def test_sigterm_mid_run_exits_0_and_loses_no_notification(stack: tuple[Stack, V
     proc = _start_dqmon(env, "dqmon-1.log")
     try:
         proc.wait_rows_flowing("trades")
-        _await_all_resolved(slack, refresher, 30)
-        _pump(refresher, 3)
+        _await_all_resolved(slack, 30)
+        time.sleep(3)
         delivered_before = len(slack.calls)
         # Slack is failing (500s): notifications pile up in the outbox while the stall fires
         slack.fail_next(100_000, 500)
