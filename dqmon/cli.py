@@ -28,9 +28,12 @@ app = typer.Typer(
 
 @app.callback()
 def _start() -> None:
-    """Before any command reads a checks file: third-party plug-ins register their kinds."""
+    """Before any command reads a checks file: malloc arenas are capped while no library has
+    started a thread yet, then third-party plug-ins register their kinds."""
     from dqmon.registry import load_plugins
+    from dqmon.runtime.memory import limit_malloc_arenas
 
+    limit_malloc_arenas()
     load_plugins()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal, localcontext
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -59,3 +60,18 @@ def test_values_a_float_would_round() -> None:
     assert 0.1 + 0.2 != 0.3 and series[:2].sum() == Decimal("0.3")
     assert decimals.from_unscaled((-1).to_bytes(1, "big", signed=True), 2) == Decimal("-0.01")
     assert decimals.parse_text("nope") is None and decimals.parse_text("NaN") is None
+
+
+@pytest.mark.parametrize("zero", ["0E-40", "-0E-39", "0.000"])
+def test_zero_written_past_the_maximum_scale_is_zero_not_a_crash(zero: str) -> None:
+    # Polars panics (a BaseException, which would stop a decoder thread) building this column
+    series, bad = decimals.exact_series("x", [Decimal(zero), Decimal("0.5")])
+    assert not bad.any()
+    assert series.to_list() == [Decimal(0), Decimal("0.5")]
+
+
+def test_trailing_zeros_past_the_declared_scale_are_kept_exactly() -> None:
+    series, bad = decimals.exact_series("x", [Decimal("1.5000000000000000000000000000000000000000")], 38, 38)
+    assert bad.tolist() == [True]  # 1.5 needs one integer digit: Decimal(38, 38) cannot hold it
+    series, bad = decimals.exact_series("x", [Decimal("0.50000000000000000000000000000000000000000")], 38, 38)
+    assert not bad.any() and series.to_list() == [Decimal("0.5")]

@@ -21,7 +21,6 @@ import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-import fastavro
 import numpy as np
 import polars as pl
 
@@ -78,6 +77,8 @@ class AvroDecoder:
         ids = heads[:, 1:].astype(np.uint32) @ np.array([1 << 24, 1 << 16, 1 << 8, 1], dtype=np.uint32)
         status[truncated] = TRUNCATED
         status[bad_magic] = BAD_MAGIC
+        import fastavro  # on first use: the registry lists this format without loading it
+
         frames: list[tuple[np.ndarray[Any, Any], pl.DataFrame]] = []
         for schema_id in np.unique(ids[status == ""]):
             members = np.flatnonzero((ids == schema_id) & (status == ""))
@@ -111,6 +112,8 @@ class AvroDecoder:
             return self._schemas[schema_id]
         if time.monotonic() - self._missing.get(schema_id, -_MISSING_TTL) < _MISSING_TTL:
             return None
+        import fastavro
+
         try:
             text = self.registry.get_schema(schema_id).schema_str
             parsed = fastavro.parse_schema(json.loads(text))

@@ -75,5 +75,11 @@ def exact_series(
     bad = np.fromiter(
         (v is not None and not _fits(v, precision, scale) for v in values), dtype=np.bool_, count=len(values)
     )
-    kept = [None if b else v for v, b in zip(values, bad.tolist(), strict=True)]
+    # a value that fits with more fraction digits than the scale (trailing zeros, a zero written
+    # 0E-40) is re-written at the scale, exactly: Polars 2.1 panics rescaling past 38 digits
+    quantum = Decimal(1).scaleb(-scale)
+    kept = [
+        None if b or v is None else v.quantize(quantum, context=_EXACT) if _fraction_digits(v) > scale else v
+        for v, b in zip(values, bad.tolist(), strict=True)
+    ]
     return pl.Series(name, kept, dtype=pl.Decimal(precision, scale)), bad

@@ -1,5 +1,5 @@
-"""The long-running monitor: `dqmon run` wires sources, engine, alerts and telemetry."""
+"""The long-running monitor: `dqmon run` wires sources, engine, alerts and telemetry.
 
-from dqmon.runtime.app import Runtime
-
-__all__ = ["Runtime"]
+Nothing is imported here: `dqmon.runtime.memory` must be importable before Polars starts its
+threads (see dqmon/runtime/memory.py); the runtime itself is `dqmon.runtime.app.Runtime`.
+"""

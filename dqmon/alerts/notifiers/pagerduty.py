@@ -19,9 +19,7 @@ line, an error (PagerDuty's error text is redacted before it is kept) or this ob
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from dqmon.alerts.notifiers.base import Notifier, http_failure, redact_logger
 from dqmon.config.settings import Settings
@@ -29,6 +27,9 @@ from dqmon.errors import NotifyError
 from dqmon.registry import NOTIFIERS
 from dqmon.secrets import Redactor, read_secret
 from dqmon.state.outbox import OutboxItem
+
+if TYPE_CHECKING:
+    import httpx
 
 DEFAULT_KEY = "default"  # the key of the bare `pagerduty` target
 SEVERITIES = {"page": "critical", "warn": "warning"}
@@ -95,6 +96,8 @@ class PagerDutyNotifier(Notifier):
         self._redactor = Redactor(self._keys.values())
         # httpx logs the URL only, but a key pasted into DQMON_PAGERDUTY_API_URL must not leak either
         redact_logger("httpx", self._keys.values())
+        import httpx  # on first use: a sidecar without PagerDuty never loads it
+
         self._client = httpx.Client(timeout=timeout, follow_redirects=False)
 
     def __repr__(self) -> str:
@@ -111,6 +114,8 @@ class PagerDutyNotifier(Notifier):
                 f"pagerduty routing key {name!r} is not configured (DQMON_PAGERDUTY_ROUTING_KEY[S])",
                 permanent=True,
             )
+        import httpx
+
         try:
             resp = self._client.post(self._url, json=event_body(item, key))
         except httpx.HTTPError as exc:

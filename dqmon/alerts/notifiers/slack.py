@@ -20,10 +20,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.error import URLError
 
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError, SlackClientError
-from slack_sdk.webhook import WebhookClient
-
 from dqmon.alerts.notifiers.base import Notifier, http_failure, parse_retry_after, quiet_client_logger
 from dqmon.config.settings import Settings
 from dqmon.errors import NotifyError
@@ -111,6 +107,8 @@ class SlackBotNotifier(Notifier):
         default_channel: str | None = None,
         timeout: float = 10.0,
     ) -> None:
+        from slack_sdk import WebClient  # on first use: a sidecar without Slack never loads it (~3 MB)
+
         self._client = WebClient(
             token=token,
             base_url=base_url,
@@ -180,6 +178,8 @@ class SlackWebhookNotifier(Notifier):
     name = "slack"
 
     def __init__(self, url: str, *, timeout: float = 10.0) -> None:
+        from slack_sdk.webhook import WebhookClient
+
         self._client = WebhookClient(
             url=url,
             timeout=max(1, round(timeout)),
@@ -194,6 +194,8 @@ class SlackWebhookNotifier(Notifier):
         return None  # a webhook message cannot be edited; a new one would read as a new alert
 
     def send(self, item: OutboxItem, thread_ref: str | None) -> str | None:
+        from slack_sdk.errors import SlackClientError
+
         try:
             resp = self._client.send(
                 text=fallback_text(item.payload, item.event), blocks=alert_blocks(item.payload, item.event)
@@ -208,6 +210,8 @@ class SlackWebhookNotifier(Notifier):
 
 
 def _call(method: str, fn: Callable[[], Any]) -> Any:
+    from slack_sdk.errors import SlackApiError, SlackClientError
+
     try:
         return fn()
     except SlackApiError as exc:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import httpx
-
 from dqmon.alerts.notifiers.base import Notifier, http_failure, redact_logger
 from dqmon.config.settings import Settings
 from dqmon.errors import NotifyError
@@ -25,6 +23,8 @@ class WebhookNotifier(Notifier):
         self._urls = dict(urls)
         # httpx logs "HTTP Request: POST <url>" at INFO: the URL often embeds a token
         redact_logger("httpx", self._urls.values())
+        import httpx  # on first use: a sidecar without webhooks never loads it
+
         self._client = httpx.Client(timeout=timeout, follow_redirects=False)
 
     def __repr__(self) -> str:
@@ -44,6 +44,8 @@ class WebhookNotifier(Notifier):
             "thread_key": item.thread_key,
             "alert": dict(item.payload),
         }
+        import httpx
+
         try:
             resp = self._client.post(
                 url, json=body, headers={"Idempotency-Key": f"{item.id}-{item.fingerprint}"}
