@@ -312,7 +312,7 @@ def test_dockerfile_is_slim_non_root_and_runs_the_sidecar_command() -> None:
     for source in (s for rest in copied for s in [rest]):
         assert (ROOT / source).exists(), source
     ignore = (DEPLOY / "Dockerfile.dockerignore").read_text(encoding="utf-8")
-    for needed in ("!pyproject.toml", "!README.md", "!dqmon/"):
+    for needed in ("!pyproject.toml", "!README.md", "!dqmon/", "!deploy/constraints.txt"):
         assert needed in ignore
 
 

@@ -7,10 +7,12 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-
-from rich.table import Table
+from typing import TYPE_CHECKING
 
 from dqmon.results import CheckResult, Status
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 
 @dataclass
@@ -80,6 +82,8 @@ class StatusBoard:
             }
 
     def render(self) -> Table:
+        from rich.table import Table  # only the live display renders: a sidecar never loads rich
+
         now = datetime.now(UTC)
         table = Table(
             title=f"dqmon  alerts firing: {self.alerts_firing}  notifications: {self.notifications}",
