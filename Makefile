@@ -64,7 +64,9 @@ bench-rss: setup-dev
 constraints:
 	rm -rf $(VENV)-resolve && $(PYTHON) -m venv $(VENV)-resolve
 	$(VENV)-resolve/bin/pip install --quiet '.[dev,demo,gx,protobuf]'
-	$(VENV)-resolve/bin/pip freeze --exclude dqmon > $(CONSTRAINTS)
+	{ echo '# pip constraints: every package at the version `make test` and the figures in docs/ were last'; \
+	  echo '# taken with (the Makefile and deploy/Dockerfile install with -c). Regenerate: make constraints'; \
+	  $(VENV)-resolve/bin/pip freeze --exclude dqmon; } > $(CONSTRAINTS)
 	rm -rf $(VENV)-resolve
 
 clean:
