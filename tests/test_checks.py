@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -381,3 +382,25 @@ def test_freshness_silence_counts_from_production_time_not_reading_time() -> Non
     fresh = trades(lag=1, now=clock()).with_columns(pl.col("event_ts").alias("_timestamp"))
     e.evaluate(batch(fresh))
     assert e.sweep(clock()) == []
+
+
+def test_a_rolling_reference_survives_a_restart_compactly_and_reads_the_older_list_form() -> None:
+    from dqmon.checks.reference import RollingReference
+    from dqmon.config.checks import Reference
+
+    store = MemoryStateStore()
+    spec = Reference.model_validate({"rolling": "5m"})
+    prices = np.array([0.1, 2.5, 1e300, -3.0])
+    first = RollingReference(spec, store, "ref", max_segments=8)
+    first.add("BTC", prices, 100.0)
+    first.add("ETH", np.array([3, 1, 2], dtype=np.int64), 100.0)
+    first.add("side", np.array(["buy", "sell"], dtype=object), 100.0)
+    first._persist(101.0)
+    stored = json.dumps(store.get_state("ref"))
+    assert "2.5" not in stored  # numbers are bytes, not decimal text
+    again = RollingReference(spec, store, "ref", max_segments=8)
+    assert again.sample("BTC", 120.0).tolist() == prices.tolist()
+    assert again.sample("ETH", 120.0).dtype == np.int64 and again.sample("ETH", 120.0).tolist() == [3, 1, 2]
+    assert again.sample("side", 120.0).tolist() == ["buy", "sell"]
+    store.put_state("ref", {"BTC": [[100.0, [1.0, 2.0]]]})  # as persisted before the encoding
+    assert RollingReference(spec, store, "ref", max_segments=8).sample("BTC", 120.0).tolist() == [1.0, 2.0]
