@@ -14,16 +14,19 @@ import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from opentelemetry import trace
-from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
 from dqmon.batch import MicroBatch
 from dqmon.results import CheckResult
+
+if TYPE_CHECKING:  # the SDK is imported only when tracing is on (psutil and ~2 MB with it)
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 __all__ = [
     "BatchTrace",
@@ -63,6 +66,8 @@ def _safe_url(url: str) -> str:
 
 
 def _resource() -> Resource:
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+
     resource = Resource.create()  # reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES
     name = str(resource.attributes.get(SERVICE_NAME, ""))
     if not name or name.startswith("unknown_service"):
@@ -75,6 +80,9 @@ def build_tracer_provider(exporter: SpanExporter | None = None) -> TracerProvide
 
     `exporter` replaces the OTLP exporter (tests pass an in-memory one; it is always used).
     """
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
     if exporter is None:
         endpoint = tracing_endpoint()
         if endpoint is None:
