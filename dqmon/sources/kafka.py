@@ -40,7 +40,7 @@ from dqmon.sources.base import Source, SourceContext
 from dqmon.sources.kafka_broker import BrokerView
 from dqmon.sources.kafka_config import admin_config, consumer_config, redact, scrub
 from dqmon.sources.kafka_frame import messages_to_frame
-from dqmon.sources.kafka_partitions import PartitionTally, rejects_frame
+from dqmon.sources.kafka_partitions import ReadWindow, rejects_frame
 from dqmon.sources.sampling import keep_mask
 
 log = logging.getLogger(__name__)
@@ -52,21 +52,6 @@ _IGNORED_CODES = {KafkaError._PARTITION_EOF}
 
 def build_decoder(config: KafkaSourceConfig) -> Decoder:
     return DECODERS.get(config.format).from_source(config)
-
-
-class _Window:
-    """What has been read in the current micro-batch window."""
-
-    def __init__(self, start: datetime, watermarks: Mapping[int, int] | None) -> None:
-        self.start = start
-        self.watermarks = watermarks
-        self.messages: list[Message] = []  # sampled messages, in consume order
-        self.seen = 0
-        self.tally = PartitionTally()  # per-partition records read, offsets, newest timestamp
-
-    @property
-    def sampled(self) -> int:
-        return len(self.messages)
 
 
 @SOURCES.add("kafka")
@@ -126,7 +111,7 @@ class KafkaSource(Source):
         # when the group last gave us partitions: a window that began earlier saw only part of it
         self._assigned_at: datetime | None = None
         self._carry: list[Message] = []
-        self._win: _Window | None = None
+        self._win: ReadWindow | None = None
         self._next_start: tuple[datetime, Mapping[int, int] | None] | None = None
         self._last_seen: int | None = None  # records read in the previous window (None: none yet)
         self._up = False
@@ -198,7 +183,7 @@ class KafkaSource(Source):
             if messages:
                 self._take(win, self._drop_errors(messages))
 
-    def _open_window(self) -> _Window:
+    def _open_window(self) -> ReadWindow:
         # windows are contiguous: the next one starts where the last ended, with its watermarks
         if self._next_start is not None:
             start, marks = self._next_start
@@ -207,10 +192,10 @@ class KafkaSource(Source):
         if self.report_partitions:  # every replica's windows coincide: epoch multiples of the window
             step = self.window.total_seconds()
             start = datetime.fromtimestamp(math.floor(start.timestamp() / step) * step, UTC)
-        self._win = _Window(start, marks)
+        self._win = ReadWindow(start, marks)
         return self._win
 
-    def _take(self, win: _Window, messages: list[Message]) -> None:
+    def _take(self, win: ReadWindow, messages: list[Message]) -> None:
         """Count and sample a freshly consumed chunk, then add the sampled messages to the window."""
         if not messages:
             return
@@ -226,14 +211,14 @@ class KafkaSource(Source):
             messages = list(compress(messages, keep_mask(partitions, offsets, self.rate)))
         self._add(win, messages)
 
-    def _add(self, win: _Window, sampled: list[Message]) -> None:
+    def _add(self, win: ReadWindow, sampled: list[Message]) -> None:
         """Collect sampled messages; overflow past the size bound waits for the next window."""
         room = max(0, self.cap - win.sampled)
         win.messages.extend(sampled[:room])
         if len(sampled) > room:
             self._carry = sampled[room:] + self._carry
 
-    def _close(self, win: _Window) -> MicroBatch | None:
+    def _close(self, win: ReadWindow) -> MicroBatch | None:
         self._win = None
         if self._suspect:
             self._check_recreated()

@@ -5,12 +5,14 @@ timestamp, and the high watermarks at window start and end. The `partitions` che
 partitions from them; a scale-out judge merges replicas' windows exactly with them
 (docs/design-notes.md). Sampled records that failed decoding are kept by (partition, offset) for
 the judge, so a record read twice (rebalance, restart) is counted once. Counting is vectorised
-per consumed chunk: no Python work per message, nor a pass per partition.
+per consumed chunk: no Python work per message, nor a pass per partition. `ReadWindow` is one
+window of the source: its sampled messages and their tally.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 
 import numpy as np
 import numpy.typing as npt
@@ -108,3 +110,18 @@ def rejected(
     reasons = [r for r in sorted(errors) for _ in range(errors[r])][: missing.height]
     reasons += [reasons[-1] if reasons else "unknown"] * (missing.height - len(reasons))
     return missing.with_columns(pl.Series(REASON_COLUMN, reasons, dtype=pl.String))
+
+
+class ReadWindow:
+    """What has been read in the current micro-batch window."""
+
+    def __init__(self, start: datetime, watermarks: Mapping[int, int] | None) -> None:
+        self.start = start
+        self.watermarks = watermarks
+        self.messages: list[Message] = []  # sampled messages, in consume order
+        self.seen = 0
+        self.tally = PartitionTally()  # per-partition records read, offsets, newest timestamp
+
+    @property
+    def sampled(self) -> int:
+        return len(self.messages)

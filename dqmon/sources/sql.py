@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 import polars as pl
@@ -39,13 +38,12 @@ from dqmon.sources.base import Source, SourceContext
 from dqmon.sources.sql_cursor import CursorStore
 from dqmon.sources.sql_decode import DecodeError, as_utc, describe_query, newest_time, read_frame
 from dqmon.sources.sql_faults import connect_error, redact, statement_error
-from dqmon.sources.sql_sampling import BlockRate, Statement, StatementBuilder, estimated_rows, random_starts
+from dqmon.sources.sql_sampling import BlockRate, Statement, StatementBuilder, estimated_rows, range_starts
 from dqmon.state.store import KeyValueState
 
 log = logging.getLogger(__name__)
 
 _MAX_BACKOFF_S = 60.0
-_NUMERIC_OID = 1700
 
 
 @dataclass(frozen=True)
@@ -340,14 +338,11 @@ class SqlSource(Source):
         if row is None or row[0] is None:
             return self._rows(cur, self.statements.empty())
         try:
-            starts = random_starts(row[0], row[1], self.sampling.ranges, self._rng)
+            starts = range_starts(row[0], row[1], self.sampling.ranges, self._rng, key_oid=key_oid)
         except TypeError as exc:
             raise SourceError(
                 f"dataset {self.dataset.name!r}: {exc}", code="query", retriable=False
             ) from None
-        if key_oid == _NUMERIC_OID:
-            # compare numeric with numeric, or the key's index cannot serve the range
-            starts = [Decimal(repr(float(v))) for v in starts]
         df = self._rows(cur, self.statements.key_ranges(key, starts))
         # ranges that overlap return some rows twice; keep one of each
         return df.unique(subset=[key], maintain_order=True) if key in df.columns else df

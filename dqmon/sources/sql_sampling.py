@@ -197,6 +197,16 @@ class BlockRate:
         return truncated
 
 
+NUMERIC_OID = 1700  # PostgreSQL's numeric, which the SQL source reads as float
+
+
+def range_starts(lo: Any, hi: Any, count: int, rng: random.Random, *, key_oid: int) -> list[Any]:
+    """`random_starts` in the key's own type: a numeric key is compared with numerics, or its
+    index cannot serve the ranges."""
+    starts = random_starts(lo, hi, count, rng)
+    return [Decimal(repr(float(v))) for v in starts] if key_oid == NUMERIC_OID else starts
+
+
 def random_starts(lo: Any, hi: Any, count: int, rng: random.Random) -> list[Any]:
     """`count` start points drawn uniformly between the key's bounds (numbers, dates, times)."""
     if isinstance(lo, bool) or type(lo) is not type(hi):
