@@ -24,9 +24,8 @@ from typing import Any, ClassVar
 import numpy as np
 import polars as pl
 
-from dqmon.config.models import KafkaSource, SchemaRegistry
 from dqmon.decoders.avro_types import decimal_overrides
-from dqmon.decoders.base import Decoded, in_input_order, schema_registry_client
+from dqmon.decoders.base import Decoded, RegistryDecoder, in_input_order
 from dqmon.registry import DECODERS
 
 log = logging.getLogger(__name__)
@@ -41,26 +40,16 @@ _MISSING_TTL = 30.0  # seconds before asking the registry again about an unknown
 
 
 @DECODERS.add("avro")
-class AvroDecoder:
+class AvroDecoder(RegistryDecoder):
     """Decodes Confluent-framed Avro; schemas by id from a Schema Registry, cached for the process."""
 
     reasons: ClassVar[tuple[str, ...]] = (BAD_MAGIC, TRUNCATED, UNKNOWN_SCHEMA, INVALID_AVRO, INVALID_DECIMAL)
-    needs_schema_registry: ClassVar[bool] = True
 
     def __init__(self, registry: Any) -> None:
-        self.registry = registry
+        super().__init__(registry)
         self._schemas: dict[int, Any] = {}
         self._overrides: dict[int, dict[str, pl.DataType]] = {}
         self._missing: dict[int, float] = {}
-
-    @classmethod
-    def from_config(cls, config: SchemaRegistry) -> AvroDecoder:
-        return cls(schema_registry_client(config))
-
-    @classmethod
-    def from_source(cls, source: KafkaSource) -> AvroDecoder:
-        assert source.schema_registry is not None  # the config model requires it for this format
-        return cls.from_config(source.schema_registry)
 
     def decode(self, values: Sequence[bytes]) -> Decoded:
         n = len(values)

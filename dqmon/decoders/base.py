@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -78,3 +78,22 @@ def schema_registry_client(config: SchemaRegistry) -> Any:
     if config.basic_auth is not None:
         conf["basic.auth.user.info"] = config.basic_auth.get_secret_value()
     return SchemaRegistryClient(conf)
+
+
+class RegistryDecoder:
+    """Base of the formats whose schemas come from a Schema Registry (Avro, Protobuf, JSON Schema):
+    built from the source's `schema_registry:` (the config model requires it for these formats)."""
+
+    needs_schema_registry: ClassVar[bool] = True
+
+    def __init__(self, registry: Any) -> None:
+        self.registry = registry
+
+    @classmethod
+    def from_config(cls, config: SchemaRegistry) -> Self:
+        return cls(schema_registry_client(config))
+
+    @classmethod
+    def from_source(cls, source: KafkaSource) -> Self:
+        assert source.schema_registry is not None
+        return cls.from_config(source.schema_registry)

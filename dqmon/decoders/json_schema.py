@@ -32,9 +32,8 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from dqmon.config.models import KafkaSource, SchemaRegistry
 from dqmon.decoders import wire
-from dqmon.decoders.base import Decoded, in_input_order, schema_registry_client
+from dqmon.decoders.base import Decoded, RegistryDecoder, in_input_order
 from dqmon.decoders.json import _OK, _REASON_OF, EMPTY, INVALID_JSON, NOT_OBJECT, TOO_LARGE, _judge_alone
 from dqmon.registry import DECODERS
 
@@ -51,7 +50,7 @@ _MAX_REF_DEPTH = 16
 
 
 @DECODERS.add("json_schema")
-class JsonSchemaDecoder:
+class JsonSchemaDecoder(RegistryDecoder):
     """Decodes Confluent-framed JSON; columns typed by the registered JSON Schema."""
 
     reasons: ClassVar[tuple[str, ...]] = (
@@ -64,22 +63,12 @@ class JsonSchemaDecoder:
         INVALID_JSON,
         SCHEMA_VIOLATION,
     )
-    needs_schema_registry: ClassVar[bool] = True
 
     def __init__(self, registry: Any, max_record_bytes: int = 1_000_000) -> None:
-        self.registry = registry
+        super().__init__(registry)
         self.max_record_bytes = max_record_bytes
         self._schemas: dict[int, Contract] = {}
         self._missing: dict[int, float] = {}
-
-    @classmethod
-    def from_config(cls, config: SchemaRegistry) -> JsonSchemaDecoder:
-        return cls(schema_registry_client(config))
-
-    @classmethod
-    def from_source(cls, source: KafkaSource) -> JsonSchemaDecoder:
-        assert source.schema_registry is not None  # the config model requires it for this format
-        return cls.from_config(source.schema_registry)
 
     def decode(self, values: Sequence[bytes]) -> Decoded:
         n = len(values)

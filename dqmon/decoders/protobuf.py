@@ -25,9 +25,8 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from dqmon.config.models import KafkaSource, SchemaRegistry
 from dqmon.decoders import wire
-from dqmon.decoders.base import Decoded, in_input_order, schema_registry_client
+from dqmon.decoders.base import Decoded, RegistryDecoder, in_input_order
 from dqmon.registry import DECODERS
 
 if TYPE_CHECKING:
@@ -47,7 +46,7 @@ _MISSING_TTL = 30.0  # seconds before asking the registry again about an unusabl
 
 
 @DECODERS.add("protobuf")
-class ProtobufDecoder:
+class ProtobufDecoder(RegistryDecoder):
     """Decodes Confluent-framed Protobuf; schemas by id from a Schema Registry, cached."""
 
     reasons: ClassVar[tuple[str, ...]] = (
@@ -59,23 +58,13 @@ class ProtobufDecoder:
         INVALID_PROTOBUF,
         INVALID_DECIMAL,
     )
-    needs_schema_registry: ClassVar[bool] = True
 
     def __init__(self, registry: Any) -> None:
-        self.registry = registry
+        super().__init__(registry)
         self._schemas: dict[int, ProtoSchema] = {}
         self._classes: dict[tuple[int, tuple[int, ...]], tuple[Any, type[Any]] | None] = {}
         self._missing: dict[int, float] = {}
         self._lock = threading.Lock()
-
-    @classmethod
-    def from_config(cls, config: SchemaRegistry) -> ProtobufDecoder:
-        return cls(schema_registry_client(config))
-
-    @classmethod
-    def from_source(cls, source: KafkaSource) -> ProtobufDecoder:
-        assert source.schema_registry is not None  # the config model requires it for this format
-        return cls.from_config(source.schema_registry)
 
     def decode(self, values: Sequence[bytes]) -> Decoded:
         n = len(values)
