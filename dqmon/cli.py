@@ -29,11 +29,12 @@ app = typer.Typer(
 @app.callback()
 def _start() -> None:
     """Before any command reads a checks file: malloc arenas are capped while no library has
-    started a thread yet, then third-party plug-ins register their kinds."""
+    started a thread yet and malloc's thresholds fixed, then third-party plug-ins register their kinds."""
     from dqmon.registry import load_plugins
-    from dqmon.runtime.memory import limit_malloc_arenas
+    from dqmon.runtime.memory import fix_malloc_thresholds, limit_malloc_arenas
 
     limit_malloc_arenas()
+    fix_malloc_thresholds()
     load_plugins()
 
 
