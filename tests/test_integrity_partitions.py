@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 
 from dqmon.batch import MicroBatch, PartitionWindow
 from dqmon.checks.partitions import HEALTH_CODES
-from dqmon.config.models import Pipeline
 from dqmon.config.settings import Settings
 from dqmon.engine import DatasetEngine
 from dqmon.results import CheckResult, Status
@@ -24,6 +23,7 @@ from dqmon.sources.kafka_partitions import PartitionTally
 from dqmon.state.store import MemoryStateStore
 from tests.checks_helpers import NOW, engine
 from tests.fixtures.broker import make_producer, produce
+from tests.test_kafka_source import pipeline
 
 MS = int(NOW.timestamp() * 1000)
 
@@ -90,25 +90,8 @@ def test_sources_without_partition_data_get_an_error_and_the_report_is_capped() 
 
 # ---------------------------------------------------------------------- the real broker
 def broker_engine(topic: str, bootstrap: str) -> tuple[KafkaSource, DatasetEngine]:
-    p = Pipeline.model_validate(
-        {
-            "pipeline": "health",
-            "datasets": [
-                {
-                    "name": "trades",
-                    "window": "1s",
-                    "source": {
-                        "kind": "kafka",
-                        "topic": topic,
-                        "bootstrap_servers": bootstrap,
-                        "mode": "assign",
-                        "start": "earliest",
-                    },
-                    "checks": [{"partitions": {"stall_after": "3s", "max_timestamp_lag": "10m"}}],
-                }
-            ],
-        }
-    )
+    checks = [{"partitions": {"stall_after": "3s", "max_timestamp_lag": "10m"}}]
+    p = pipeline(topic, bootstrap, name="health", checks=checks, mode="assign", start="earliest")
     source = KafkaSource(p, p.datasets[0], Settings())
     source.start()
     return source, DatasetEngine(p, p.datasets[0], store=MemoryStateStore())

@@ -3,7 +3,6 @@ checked by the engine (the Schema Registry is the local test double of test_deco
 
 from __future__ import annotations
 
-from dqmon.config.models import Pipeline
 from dqmon.config.settings import Settings
 from dqmon.engine import DatasetEngine
 from dqmon.results import Status
@@ -11,38 +10,25 @@ from dqmon.sources.kafka import KafkaSource
 from tests.fixtures.broker import make_producer, produce
 from tests.test_decoders_avro import framed, registry_url  # noqa: F401 - the registry fixture
 from tests.test_kafka_source import drain
+from tests.test_kafka_source import pipeline as kafka_pipeline
 
 
 def test_avro_topic_is_decoded_and_checked(bootstrap, topic, registry_url):  # noqa: F811
-    pipeline = Pipeline.model_validate(
-        {
-            "pipeline": "avro",
-            "datasets": [
-                {
-                    "name": "trades",
-                    "window": "1s",
-                    "source": {
-                        "kind": "kafka",
-                        "topic": topic,
-                        "bootstrap_servers": bootstrap,
-                        "mode": "assign",
-                        "start": "earliest",
-                        "format": "avro",
-                        "schema_registry": {"url": registry_url},
-                    },
-                    "checks": [
-                        {"validity": {"not_null": ["symbol"], "range": {"price": {"gt": 0}}}},
-                        {
-                            "schema": {
-                                "contract": {
-                                    "fields": {"trade_id": {"type": "int"}, "price": {"type": "float"}}
-                                }
-                            }
-                        },
-                    ],
-                }
-            ],
-        }
+    contract = {"fields": {"trade_id": {"type": "int"}, "price": {"type": "float"}}}
+    checks = [
+        {"validity": {"not_null": ["symbol"], "range": {"price": {"gt": 0}}}},
+        {"schema": {"contract": contract}},
+    ]
+    registry = {"url": registry_url}
+    pipeline = kafka_pipeline(
+        topic,
+        bootstrap,
+        name="avro",
+        checks=checks,
+        mode="assign",
+        start="earliest",
+        format="avro",
+        schema_registry=registry,
     )
     dataset = pipeline.datasets[0]
     good = [framed({"trade_id": i, "symbol": "BTC", "price": 1.5 * i}) for i in range(1, 21)]

@@ -23,6 +23,7 @@ from tests.fixtures.schema_registry import SchemaRegistryDouble
 from tests.test_decoders_json_schema import TRADE_SCHEMA, trade
 from tests.test_decoders_json_schema import framed as json_framed
 from tests.test_kafka_source import drain
+from tests.test_kafka_source import pipeline as kafka_pipeline
 
 pytestmark = pytest.mark.broker
 
@@ -39,26 +40,16 @@ def registry_url():
 
 
 def pipeline(topic: str, bootstrap: str, registry_url: str, fmt: str, checks: list[Any]) -> Pipeline:
-    return Pipeline.model_validate(
-        {
-            "pipeline": fmt,
-            "datasets": [
-                {
-                    "name": "trades",
-                    "window": "1s",
-                    "source": {
-                        "kind": "kafka",
-                        "topic": topic,
-                        "bootstrap_servers": bootstrap,
-                        "mode": "assign",
-                        "start": "earliest",
-                        "format": fmt,
-                        "schema_registry": {"url": registry_url},
-                    },
-                    "checks": checks,
-                }
-            ],
-        }
+    registry = {"url": registry_url}
+    return kafka_pipeline(
+        topic,
+        bootstrap,
+        name=fmt,
+        checks=checks,
+        mode="assign",
+        start="earliest",
+        format=fmt,
+        schema_registry=registry,
     )
 
 

@@ -19,18 +19,27 @@ from tests.fixtures.broker import make_producer, produce
 pytestmark = pytest.mark.broker
 
 
-def pipeline(topic: str, bootstrap: str, **source: Any) -> Pipeline:
+def pipeline(
+    topic: str,
+    bootstrap: str,
+    *,
+    name: str = "trades-features",
+    checks: list[Any] | None = None,
+    **source: Any,
+) -> Pipeline:
+    """One dataset `trades` on `topic`; `window` and `max_rows` are the dataset's, the rest its source's."""
     window = source.pop("window", "1s")
     max_rows = source.pop("max_rows", 100_000)
     return Pipeline.model_validate(
         {
-            "pipeline": "trades-features",
+            "pipeline": name,
             "datasets": [
                 {
                     "name": "trades",
                     "window": window,
                     "max_rows": max_rows,
                     "source": {"kind": "kafka", "topic": topic, "bootstrap_servers": bootstrap, **source},
+                    "checks": checks or [],
                 }
             ],
         }
