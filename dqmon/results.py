@@ -6,11 +6,12 @@ without depending on the Check base class.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import IntEnum
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
 
 class Status(IntEnum):
@@ -80,6 +81,77 @@ class CheckResult:
             "origin": self.origin_check,
             "rule": self.rule,
         }
+
+
+class _Judged(Protocol):
+    @property
+    def severity(self) -> str: ...
+    @property
+    def slo(self) -> str | None: ...
+
+
+class _Named(Protocol):
+    @property
+    def pipeline(self) -> str: ...
+
+
+class _Scope(Protocol):
+    @property
+    def pipeline(self) -> _Named: ...
+    @property
+    def clock(self) -> Callable[[], datetime]: ...
+
+
+class Verdicts:
+    """How a dataset check or a pipeline link says its results: named after it, with its kind,
+    severity and SLO, stamped by its clock. A non-finite value (an empty mean, a division by zero)
+    is kept as text in details: no gauge or threshold can compare NaN."""
+
+    kind: ClassVar[str]
+    name: str
+    spec: _Judged
+    ctx: _Scope
+
+    def result_dataset(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def violation(self) -> Status:
+        return Status.WARN if self.spec.severity == "warn" else Status.FAIL
+
+    def result(
+        self,
+        status: Status,
+        value: float | None,
+        threshold: str | None,
+        message: str,
+        details: Mapping[str, Any] | None = None,
+        *,
+        check: str | None = None,
+    ) -> CheckResult:
+        """`check`: the part of this check the result speaks for (`name:rule`), else the check itself."""
+        if value is not None and not math.isfinite(value):
+            details = {**(details or {}), "raw_value": str(value)}
+            value = None
+        return CheckResult(
+            pipeline=self.ctx.pipeline.pipeline,
+            dataset=self.result_dataset(),
+            check=check or self.name,
+            kind=self.kind,
+            status=status,
+            value=value,
+            threshold=threshold,
+            message=message,
+            severity=self.spec.severity,
+            slo=self.spec.slo,
+            details=details or {},
+            evaluated_at=self.ctx.clock(),
+            origin=self.name,
+            rule=None if check is None or check == self.name else check.removeprefix(f"{self.name}:"),
+        )
+
+    def error(self, message: str, *, check: str | None = None) -> CheckResult:
+        return self.result(Status.ERROR, None, None, message, check=check)
 
 
 def bounds_text(*bounds: tuple[str, object | None]) -> str | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from dqmon.batch import MicroBatch
 from dqmon.config.checks import CheckSpec
 from dqmon.config.models import Dataset, Pipeline
 from dqmon.facts import SourceFacts
-from dqmon.results import CheckResult, Status, utcnow
+from dqmon.results import CheckResult, Verdicts, utcnow
 from dqmon.state.store import CheckState
 
 
@@ -34,7 +33,7 @@ class CheckContext:
 SpecT = TypeVar("SpecT", bound=CheckSpec)
 
 
-class Check(ABC, Generic[SpecT]):
+class Check(Verdicts, ABC, Generic[SpecT]):
     """A configured check. Subclasses set `kind` and `spec_type` and implement `finish`.
 
     `aggregations` returns expressions the engine fuses into one `select` over the batch;
@@ -49,9 +48,9 @@ class Check(ABC, Generic[SpecT]):
     cache_aggregations: ClassVar[bool] = True
 
     def __init__(self, spec: SpecT, name: str, ctx: CheckContext) -> None:
-        self.spec = spec
+        self.spec: SpecT = spec
         self.name = name
-        self.ctx = ctx
+        self.ctx: CheckContext = ctx
 
     def aggregations(self, schema: pl.Schema) -> Sequence[pl.Expr]:
         return ()
@@ -64,43 +63,8 @@ class Check(ABC, Generic[SpecT]):
         """Judge source-level facts (lag, silence); most checks have nothing to say."""
         return []
 
-    # ------------------------------------------------------------------ helpers for subclasses
-    @property
-    def violation(self) -> Status:
-        return Status.WARN if self.spec.severity == "warn" else Status.FAIL
-
-    def result(
-        self,
-        status: Status,
-        value: float | None,
-        threshold: str | None,
-        message: str,
-        *,
-        check: str | None = None,
-        details: Mapping[str, Any] | None = None,
-    ) -> CheckResult:
-        if value is not None and not math.isfinite(value):
-            details = {**(details or {}), "raw_value": str(value)}
-            value = None
-        return CheckResult(
-            pipeline=self.ctx.pipeline.pipeline,
-            dataset=self.ctx.dataset.name,
-            check=check or self.name,
-            kind=self.kind,
-            status=status,
-            value=value,
-            threshold=threshold,
-            message=message,
-            severity=self.spec.severity,
-            slo=self.spec.slo,
-            details=details or {},
-            evaluated_at=self.ctx.clock(),
-            origin=self.name,
-            rule=None if check is None or check == self.name else check.removeprefix(f"{self.name}:"),
-        )
-
-    def error(self, message: str, *, check: str | None = None) -> CheckResult:
-        return self.result(Status.ERROR, None, None, message, check=check)
+    def result_dataset(self) -> str:
+        return self.ctx.dataset.name
 
     def state_key(self, *parts: str) -> str:
         return "/".join((self.ctx.pipeline.pipeline, self.ctx.dataset.name, self.name, *parts))

@@ -3,18 +3,17 @@ judges them from that state on the runtime's sweep, or reads its own stores on a
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import ClassVar, Generic, TypeVar
 
 from dqmon.config.links import LinkSpec
 from dqmon.config.models import Pipeline
 from dqmon.pipeline.observe import BatchTimes
-from dqmon.results import CheckResult, Status, utcnow
+from dqmon.results import CheckResult, Verdicts, utcnow
 
 
 @dataclass(frozen=True)
@@ -27,7 +26,7 @@ class LinkContext:
 SpecT = TypeVar("SpecT", bound=LinkSpec)
 
 
-class LinkCheck(ABC, Generic[SpecT]):
+class LinkCheck(Verdicts, ABC, Generic[SpecT]):
     """A configured link. `observe` is called from the datasets' evaluation threads (keep it cheap and
     thread-safe); `evaluate` from the sweep; scheduled links (`schedule_seconds`) get `poll` instead."""
 
@@ -35,9 +34,9 @@ class LinkCheck(ABC, Generic[SpecT]):
     spec_type: ClassVar[type[LinkSpec]]
 
     def __init__(self, spec: SpecT, name: str, ctx: LinkContext) -> None:
-        self.spec = spec
+        self.spec: SpecT = spec
         self.name = name
-        self.ctx = ctx
+        self.ctx: LinkContext = ctx
 
     def observes(self) -> frozenset[str]:
         """Datasets whose batches this link wants."""
@@ -64,37 +63,5 @@ class LinkCheck(ABC, Generic[SpecT]):
     def close(self) -> None:
         """Release connections."""
 
-    # ------------------------------------------------------------------ helpers
-    @property
-    def violation(self) -> Status:
-        return Status.WARN if self.spec.severity == "warn" else Status.FAIL
-
-    def result(
-        self,
-        status: Status,
-        value: float | None,
-        threshold: str | None,
-        message: str,
-        details: Mapping[str, Any] | None = None,
-    ) -> CheckResult:
-        if value is not None and not math.isfinite(value):
-            details = {**(details or {}), "raw_value": str(value)}
-            value = None
-        return CheckResult(
-            pipeline=self.ctx.pipeline.pipeline,
-            dataset=self.spec.result_dataset(),
-            check=self.name,
-            origin=self.name,
-            kind=self.kind,
-            status=status,
-            value=value,
-            threshold=threshold,
-            message=message,
-            severity=self.spec.severity,
-            slo=self.spec.slo,
-            details=details or {},
-            evaluated_at=self.ctx.clock(),
-        )
-
-    def error(self, message: str) -> CheckResult:
-        return self.result(Status.ERROR, None, None, message)
+    def result_dataset(self) -> str:
+        return self.spec.result_dataset()
