@@ -1,5 +1,6 @@
 """`dqmon run` as a process: SIGHUP and checks-file changes reload the checks; an invalid change
-is logged and the running checks stay. A replay dataset keeps the test free of a broker."""
+is logged and the running checks stay; start-up code pages are handed back once and checking goes
+on. A replay dataset keeps the test free of a broker."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ def test_sighup_and_file_changes_reload_checks_and_bad_checks_are_rejected(tmp_p
         "DQMON_DATA_DIR": str(tmp_path / "data"),
         "DQMON_LOG_FORMAT": "json",
         "DQMON_HTTP_HOST": "127.0.0.1",
+        "DQMON_TRIM_STARTUP_PAGES_AFTER": "2",
     }
     proc = DqmonProcess(checks, env, tmp_path / "dqmon.log", free_port()).start()
     try:
@@ -65,6 +67,8 @@ def test_sighup_and_file_changes_reload_checks_and_bad_checks_are_rejected(tmp_p
             "rows still being checked",
         )
         assert _status(proc, "not_null(qty)") == 0.0
+        trims = [r for r in proc.log_records() if "start-up code pages" in str(r.get("msg", ""))]
+        assert len(trims) == 1, trims  # once, and checking went on after it
         assert proc.proc.poll() is None
         code, seconds = proc.terminate()
         assert code == 0 and seconds < 10, proc.log_tail()

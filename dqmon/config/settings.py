@@ -48,3 +48,9 @@ class Settings(BaseSettings):
         " judges what it reads",
     )
     max_queue_batches: int = Field(8, ge=1, description="bounded queue of micro-batches per dataset")
+    trim_startup_pages_after: float = Field(
+        60.0,
+        ge=0,
+        description="seconds after start to hand the kernel back code pages only starting up touched"
+        " (RSS then shows the working set; docs/performance.md); 0: never",
+    )

@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from dqmon.config.settings import Settings
 from dqmon.engine import DatasetEngine
 from dqmon.errors import ConfigError
 from dqmon.results import utcnow
-from dqmon.runtime import jobs
+from dqmon.runtime import jobs, memory
 from dqmon.runtime.fanout import ResultFanout
 from dqmon.runtime.health import health_report
 from dqmon.runtime.jobs import ChecksFileWatch
@@ -150,6 +150,9 @@ class Runtime:
         )
         if self.watch_files:
             add(self.watch, "interval", seconds=2, id="watch-checks")
+        if self.settings.trim_startup_pages_after > 0:
+            settled = datetime.now(UTC) + timedelta(seconds=self.settings.trim_startup_pages_after)
+            add(memory.trim_startup_pages, "date", run_date=settled, id="trim-startup-pages")
         self.scheduler.start()
         log.info(
             "dqmon running: %d pipeline(s), %d dataset(s); telemetry on %s",

@@ -12,6 +12,12 @@ references) that heap fragments and RSS creeps. Fixed thresholds keep large bloc
 mappings, returned on free, at the cost of page faults on each large temporary (~65 us per MiB,
 measured on an 8 MiB numpy temporary; blocks under 256 KiB, all of a 5 s window at 200 msg/s, are
 not affected).
+
+A file page counts in RSS from its first use until the kernel reclaims it, and the kernel reclaims
+only under pressure. Starting up touches code that never runs again (Polars', pydantic-core's and
+libpython's initialisation, building validators, the first query plans): `trim_startup_pages`,
+run once when the sidecar has settled, hands those pages back; what is still used is faulted in on
+its next use, so RSS afterwards is the working set.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import ctypes
 import ctypes.util
 import logging
 import os
+import sys
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +34,7 @@ log = logging.getLogger(__name__)
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
+_MADV_PAGEOUT = 21  # Linux 5.4 and later
 DEFAULT_ARENAS = 2
 MMAP_THRESHOLD = 256 * 1024
 TRIM_THRESHOLD = 1024 * 1024
@@ -63,3 +71,44 @@ def fix_malloc_thresholds(mmap_threshold: int = MMAP_THRESHOLD, trim_threshold: 
     applied = _mallopt(_M_MMAP_THRESHOLD, mmap_threshold) and _mallopt(_M_TRIM_THRESHOLD, trim_threshold)
     log.debug("malloc thresholds fixed (mmap %d, trim %d): %s", mmap_threshold, trim_threshold, applied)
     return applied
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _read_only_file_mappings() -> list[tuple[int, int]]:
+    regions = []
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            fields = line.split(maxsplit=5)
+            if len(fields) == 6 and fields[5].startswith("/") and "w" not in fields[1]:
+                lo, hi = (int(x, 16) for x in fields[0].split("-"))
+                regions.append((lo, hi))
+    return regions
+
+
+def trim_startup_pages() -> tuple[float, float] | None:
+    """Ask the kernel to reclaim this process's pages of read-only file mappings (MADV_PAGEOUT:
+    shared-library code and constants; never anonymous memory or a writable mapping). The kernel
+    leaves pages that another process maps too. Returns RSS in MB before and after, or None where
+    the kernel or platform cannot (not Linux, or older than 5.4)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+    madvise = libc.madvise
+    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    madvise.restype = ctypes.c_int
+    before = _rss_mb()
+    advised = 0
+    for lo, hi in _read_only_file_mappings():
+        advised += madvise(lo, hi - lo, _MADV_PAGEOUT) == 0
+    if not advised:  # EINVAL for every mapping: a kernel without MADV_PAGEOUT
+        return None
+    after = _rss_mb()
+    log.info("returned start-up code pages to the kernel: RSS %.1f -> %.1f MB", before, after)
+    return before, after
