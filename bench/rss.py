@@ -3,7 +3,12 @@
 Starts the embedded broker (tansu), then `dqmon run` as a subprocess with a 9-check suite on
 the trades topic, samples its RSS while idle (no stream yet), then starts the demo's market
 stream at `--rate` msg/s and samples RSS every `--every` seconds for `--minutes`. Reports
-idle RSS, steady RSS (median after the warm-up) and its slope (least squares, MB/hour).
+idle RSS, steady RSS (median after the warm-up), its 95th percentile and maximum, and its slope
+(least squares, MB/hour).
+
+Sample well inside a window: each 5 s window's evaluation allocates and frees memory that the
+allocators return within ~2 s, so samples every 5 or 10 s land on one phase of that cycle and read
+a trough or a peak depending on when the run started.
 
     PYTHONPATH=. python bench/rss.py --minutes 10            # the default
     PYTHONPATH=. python bench/rss.py --minutes 60 --out rss.jsonl
@@ -111,6 +116,11 @@ def _slope_mb_per_hour(samples: list[tuple[float, float]]) -> float:
     return 0.0 if den == 0 else sum((t - mt) * (y - my) for t, y in samples) / den * 3600
 
 
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[round(q * (len(ordered) - 1))]
+
+
 def _split_text(sample: dict[str, Any]) -> str:
     return f"(private {float(sample['rssanon']):.1f}, shared-library pages {float(sample['rssfile']):.1f})"
 
@@ -119,7 +129,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=10.0, help="streamed duration")
     ap.add_argument("--rate", type=float, default=200.0, help="trades per second")
-    ap.add_argument("--every", type=float, default=5.0, help="seconds between RSS samples")
+    ap.add_argument("--every", type=float, default=1.0, help="seconds between RSS samples")
     ap.add_argument("--idle", type=float, default=20.0, help="seconds of running before the stream")
     ap.add_argument("--warmup", type=float, default=0.2, help="share of the run before 'steady'")
     ap.add_argument("--out", type=Path, help="write every sample as JSON lines")
@@ -205,11 +215,14 @@ def main() -> None:
         last = samples[-1]
         print(f"  idle RSS (before the stream)   {idle:7.1f} MB", _split_text(idle_split))
         print(f"  steady RSS (median after {args.warmup:.0%})  {statistics.median(ys):7.1f} MB")
+        print(f"  95th percentile after warm-up  {_percentile(ys, 0.95):7.1f} MB")
         print(f"  min / max after warm-up        {min(ys):7.1f} / {max(ys):.1f} MB")
         print(f"  last sample                    {float(last['rss_mb']):7.1f} MB", _split_text(last))
+        after = [s for s in samples if s["phase"] == "stream" and s["t"] >= args.warmup * args.minutes * 60]
+        medians = {k: statistics.median(float(s[k]) for s in after) for k in ("rssanon", "rssfile")}
+        print(f"  medians after warm-up          {'':7s}   ", _split_text(medians))
         print(f"  slope after warm-up            {_slope_mb_per_hour(steady):+7.1f} MB/hour")
-        anon = [(float(s["t"]), float(s["rssanon"])) for s in samples if s["phase"] == "stream"]
-        anon = [(t, y) for t, y in anon if t >= args.warmup * args.minutes * 60]
+        anon = [(float(s["t"]), float(s["rssanon"])) for s in after]
         print(f"  slope of the private part      {_slope_mb_per_hour(anon):+7.1f} MB/hour")
         print(f"  CPU                            {float(samples[-1]['cpu_s']):7.1f} s")
 

@@ -72,7 +72,6 @@ def judge(frame: pl.LazyFrame, state: DuplicateState, horizon: float) -> tuple[p
         {"part": list(state.newest), "before": list(state.newest.values())},
         schema={"part": pl.Int32(), "before": pl.Float64()},
     )
-    seen = state.keys.rename({"t": "st_t", "ph": "st_ph"})
     rows, keys = pl.collect_all(
         [
             # newest time of the partition up to and including each record (few groups: fast)
@@ -81,6 +80,9 @@ def judge(frame: pl.LazyFrame, state: DuplicateState, horizon: float) -> tuple[p
         ],
         engine="in-memory",
     )
+    # only the state's keys this batch has: the join below builds on them, not on the whole state
+    seen = state.keys.join(keys.select("part", "h"), on=["part", "h"], how="semi")
+    seen = seen.rename({"t": "st_t", "ph": "st_ph"})
     times = rows["t"].unique().sort()
     same = (pl.col("part") == pl.col("part").shift(1)) & (pl.col("h") == pl.col("h").shift(1))
     width = rows.height + 1
