@@ -304,6 +304,10 @@ def test_dockerfile_is_slim_non_root_and_runs_the_sidecar_command() -> None:
     assert int(uid) >= 1000
     assert ("ENTRYPOINT", '["dqmon"]') in final
     assert ("CMD", '["run", "--checks", "/etc/dqmon/checks"]') in final
+    # the runtime user owns the installed packages (so the start-up trim may hand their pages
+    # back), changed in the layer that installs them: a later chown would copy every file
+    installs = [rest for keyword, rest in final if keyword == "RUN" and "pip install" in rest]
+    assert len(installs) == 1 and f"chown -R {uid}:{uid}" in installs[0]
     env_text = " ".join(rest for keyword, rest in final if keyword == "ENV")
     assert "DQMON_HTTP_PORT=9464" in env_text
     assert "DQMON_DATA_DIR=/var/lib/dqmon" in env_text
