@@ -25,9 +25,9 @@ from psycopg import sql
 from scipy import stats
 
 from bench.sql_sampling import METHODS, ViewInfo, create_view, explain, make_source, old_statement
-from dqmon.checks.base import Status
 from dqmon.config.models import Pipeline
 from dqmon.engine import DatasetEngine
+from dqmon.results import Status
 from dqmon.sources.sql import SqlSource
 from dqmon.sources.sql_sampling import BLOCK_TARGET, BlockRate, estimated_rows, random_starts
 from dqmon.state.store import MemoryStateStore
