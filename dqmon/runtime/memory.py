@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 import os
 import sys
@@ -40,8 +41,13 @@ MMAP_THRESHOLD = 256 * 1024
 TRIM_THRESHOLD = 1024 * 1024
 
 
+@functools.cache
+def _libc_name() -> str | None:
+    return ctypes.util.find_library("c")  # runs `ldconfig -p`: once per process
+
+
 def _mallopt(param: int, value: int) -> bool:
-    name = ctypes.util.find_library("c")
+    name = _libc_name()
     if name is None:
         return False
     try:
