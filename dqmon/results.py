@@ -1,7 +1,8 @@
 """Value types every layer shares: a check's status and its result on one micro-batch.
 
 They sit at the bottom of the dependency graph so telemetry, alerts and the runtime read results
-without depending on the Check base class.
+without depending on the Check base class. `Verdicts` is how dataset checks and pipeline links
+make them, written once for both.
 """
 
 from __future__ import annotations
