@@ -20,17 +20,10 @@ import polars as pl
 
 from dqmon.checks.duplicates import judge
 from dqmon.checks.duplicates_state import DuplicateState
+from dqmon.runtime.memory import status_mb
 
 HORIZON = 300.0
 WINDOW = 5.0
-
-
-def _private_mb() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def _window(index: int, rows: int, rng: np.random.Generator) -> pl.LazyFrame:
@@ -56,12 +49,12 @@ def main() -> None:
     for index in range(args.windows):
         frame = _window(index, args.rows, rng)
         time.sleep(2.0)
-        resting = _private_mb()
+        resting = status_mb("RssAnon")
         _, keys = judge(frame, state, HORIZON)
         newest = {int(p): float(t) for p, t in keys.group_by("part").agg(pl.col("t").max()).iter_rows()}
         state.advance(keys, newest)
         state.prune(HORIZON)
-        transient = _private_mb() - resting
+        transient = status_mb("RssAnon") - resting
         if index * WINDOW >= HORIZON:
             full.append(transient)
         if index % 10 == 9:

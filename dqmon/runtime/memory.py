@@ -79,10 +79,11 @@ def fix_malloc_thresholds(mmap_threshold: int = MMAP_THRESHOLD, trim_threshold: 
     return applied
 
 
-def _rss_mb() -> float:
+def status_mb(field: str = "VmRSS") -> float:
+    """A memory field of /proc/self/status (VmRSS, RssAnon, RssFile) in MB; 0 where there is none."""
     with open("/proc/self/status") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     return 0.0
 
@@ -109,12 +110,12 @@ def trim_startup_pages() -> tuple[float, float] | None:
     madvise = libc.madvise
     madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     madvise.restype = ctypes.c_int
-    before = _rss_mb()
+    before = status_mb()
     advised = 0
     for lo, hi in _read_only_file_mappings():
         advised += madvise(lo, hi - lo, _MADV_PAGEOUT) == 0
     if not advised:  # EINVAL for every mapping: a kernel without MADV_PAGEOUT
         return None
-    after = _rss_mb()
+    after = status_mb()
     log.info("returned start-up code pages to the kernel: RSS %.1f -> %.1f MB", before, after)
     return before, after
